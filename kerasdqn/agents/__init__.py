@@ -1,0 +1,5 @@
+"""Agents."""
+
+from kerasdqn.agents.dqn import DQNAgent
+
+__all__ = ["DQNAgent"]

@@ -1,0 +1,536 @@
+"""DQN (Mnih et al., 2015) with keras-rl's ``DQNAgent`` interface, Double and Dueling options.
+
+The TD target of a transition ``(s, a, r, s')`` is
+
+    y = r + gamma^k * (1 - terminated) * Q_target(s', a*)
+
+with ``a* = argmax_a Q_target(s', a)``, or ``argmax_a Q(s', a)`` for Double DQN (van Hasselt et
+al., 2015), and ``k`` the number of environment steps the transition spans. The loss is
+``0.5 * (y - Q(s, a))^2`` averaged over the batch, Huber beyond ``delta_clip``.
+
+Speed: one compiled call does ``gradient_steps`` gradient steps, the soft target update after
+each, and hands back the online weights for acting, so a training step costs one call into
+TensorFlow. Acting evaluates the network with NumPy when it can (see ``kerasdqn.inference``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import gymnasium
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdqn._checks import check_bool, check_choice, check_float, check_int
+from kerasdqn._compiled import CompiledCall
+from kerasdqn.callbacks import HardTargetUpdate, SoftTargetUpdate, TargetModelUpdate
+from kerasdqn.core import Agent, Processor
+from kerasdqn.inference import make_q_function
+from kerasdqn.layers import DUELING_TYPES, DuelingCombine
+from kerasdqn.memory import SequentialMemory
+from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
+from kerasdqn.weights import load_model_weights, save_model_weights
+
+
+def mean_q(q_values):
+    """The mean over the batch of the largest Q value of each state."""
+    return tf.reduce_mean(tf.reduce_max(q_values, axis=1))
+
+
+def huber_loss(error, delta_clip: float):
+    """``0.5 * error^2`` where ``|error| < delta_clip``, linear beyond it (keras-rl's form)."""
+    squared = 0.5 * tf.square(error)
+    if math.isinf(delta_clip):
+        return squared
+    linear = delta_clip * (tf.abs(error) - 0.5 * delta_clip)
+    return tf.where(tf.abs(error) < delta_clip, squared, linear)
+
+
+class DQNAgent(Agent):
+    """Deep Q-Network agent.
+
+    Args:
+        model: a built Keras model from states of shape ``(window_length,) +
+            observation_shape`` to ``nb_actions`` Q values (linear output).
+        policy: exploration policy while training (default ``EpsGreedyQPolicy(eps=0.1)``).
+        test_policy: policy while testing (default ``GreedyQPolicy()``).
+        enable_double_dqn: pick the next action with the online network (Double DQN).
+        enable_dueling_network: replace the model's last Dense layer by a dueling head.
+        dueling_type: the dueling aggregation, ``'avg'``, ``'max'`` or ``'naive'``.
+        nb_actions: number of discrete actions.
+        memory: the replay memory, e.g. ``SequentialMemory(limit=50000, window_length=1)``.
+        gamma: discount factor in [0, 1].
+        batch_size: transitions per gradient step.
+        nb_steps_warmup: steps before learning starts (learning happens at steps after it).
+        train_interval: learn every that many steps.
+        memory_interval: store every that many steps; only 1 is supported.
+        target_model_update: below 1, soft-update the target network with this tau after every
+            gradient step; 1 or more, copy the online weights into it every that many steps.
+        delta_clip: Huber threshold of the loss (``inf``: plain squared error).
+        processor: optional ``Processor`` hooks.
+        custom_model_objects: custom layers etc. needed to clone ``model``.
+        gradient_steps: gradient steps each time the agent learns (Stable-Baselines3's
+            ``gradient_steps``); 1 is keras-rl's behaviour.
+        seed: seeds exploration and replay sampling (see ``Agent``).
+        fast_acting: evaluate the network with NumPy for acting when its layers allow it.
+        jit_compile: compile the training function with XLA.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        policy: Policy | None = None,
+        test_policy: Policy | None = None,
+        enable_double_dqn: bool = False,
+        enable_dueling_network: bool = False,
+        dueling_type: str = "avg",
+        *,
+        nb_actions: int,
+        memory: SequentialMemory,
+        gamma: float = 0.99,
+        batch_size: int = 32,
+        nb_steps_warmup: int = 1000,
+        train_interval: int = 1,
+        memory_interval: int = 1,
+        target_model_update: float = 10000,
+        delta_clip: float = np.inf,
+        processor: Processor | None = None,
+        custom_model_objects: dict | None = None,
+        gradient_steps: int = 1,
+        seed: int | None = None,
+        fast_acting: bool = True,
+        jit_compile: bool = True,
+    ) -> None:
+        super().__init__(processor=processor, seed=seed)
+        self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.nb_steps_warmup = check_int("nb_steps_warmup", nb_steps_warmup, minimum=0)
+        self.train_interval = check_int("train_interval", train_interval, minimum=1)
+        self.memory_interval = check_int("memory_interval", memory_interval, minimum=1)
+        if self.memory_interval != 1:
+            raise ValueError(
+                "memory_interval: only 1 is supported; keras-rl's memory_interval > 1 stored "
+                "transitions whose next state lay memory_interval steps later"
+            )
+        self.delta_clip = check_float("delta_clip", delta_clip, 0.0, low_open=True, allow_inf=True)
+        self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=1)
+        self.jit_compile = check_bool("jit_compile", jit_compile)
+        self.enable_double_dqn = check_bool("enable_double_dqn", enable_double_dqn)
+        self.enable_dueling_network = check_bool("enable_dueling_network", enable_dueling_network)
+        self.dueling_type = check_choice("dueling_type", dueling_type, DUELING_TYPES)
+        self.custom_model_objects = dict(custom_model_objects or {})
+        self.target_model_update = _check_target_model_update(target_model_update)
+        self.memory = _check_memory(memory)
+        self.memory.rng = self.rng
+
+        _check_model(model, self.nb_actions, self.memory.window_length)
+        if self.enable_dueling_network:
+            model = add_dueling_head(model, self.nb_actions, self.dueling_type)
+        self.model = model
+        with keras.saving.custom_object_scope(self.custom_model_objects):
+            self.target_model = keras.models.clone_model(model)
+        self.target_model.set_weights(model.get_weights())
+        self._copy_to_target = _make_copy_function(self.target_model.weights, model.weights)
+
+        self.target_update: TargetModelUpdate = (
+            SoftTargetUpdate(self.target_model_update)
+            if self.target_model_update < 1
+            else HardTargetUpdate(int(self.target_model_update))
+        )
+        self.policy = EpsGreedyQPolicy() if policy is None else policy
+        self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
+        self._input_dtype = np.dtype(model.inputs[0].dtype)
+        self._q_function = make_q_function(
+            model, prefer_numpy=check_bool("fast_acting", fast_acting)
+        )
+        self._learn_function = None
+        self.recent_observation = None
+        self.recent_action = None
+
+    # ----------------------------------------------------------------- policies
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self._policy = _check_policy("policy", policy)
+        policy._set_agent(self)
+
+    @property
+    def test_policy(self) -> Policy:
+        return self._test_policy
+
+    @test_policy.setter
+    def test_policy(self, policy: Policy) -> None:
+        self._test_policy = _check_policy("test_policy", policy)
+        policy._set_agent(self)
+
+    # ----------------------------------------------------------------- compile
+
+    def compile(self, optimizer: Any, metrics: list | None = None) -> None:
+        """Choose the optimizer (an instance or a Keras name such as ``'adam'``) and the
+        metrics computed on (TD target, predicted Q) besides the loss and ``mean_q``."""
+        if isinstance(optimizer, str):
+            try:
+                optimizer = keras.optimizers.get(optimizer)
+            except ValueError:
+                raise ValueError(f"optimizer: unknown Keras optimizer name {optimizer!r}") from None
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                f"optimizer: expected a Keras 3 optimizer or its name, got {optimizer!r}"
+            )
+        if metrics is not None and not isinstance(metrics, list | tuple):
+            raise TypeError(f"metrics: expected a list, got {metrics!r}")
+        self._metric_functions = [_resolve_metric(metric) for metric in metrics or []]
+        optimizer.build(self.model.trainable_variables)
+        self.optimizer = optimizer
+        self._learn_function = None
+        self.compiled = True
+
+    @property
+    def metrics_names(self) -> list[str]:
+        names = ["loss"] + [name for name, _ in getattr(self, "_metric_functions", [])]
+        names += ["mean_q"] + list(self.policy.metrics_names)
+        if self.processor is not None:
+            names += list(self.processor.metrics_names)
+        return names
+
+    @property
+    def layers(self) -> list:
+        return self.model.layers[:]
+
+    # ----------------------------------------------------------------- acting
+
+    def process_state_batch(self, batch) -> np.ndarray:
+        batch = np.asarray(batch)
+        if self.processor is not None:
+            batch = np.asarray(self.processor.process_state_batch(batch))
+        return batch
+
+    def compute_batch_q_values(self, state_batch) -> np.ndarray:
+        """Q values of a batch of states, shape ``(batch, nb_actions)``."""
+        return self._q_function(
+            self.process_state_batch(state_batch).astype(self._input_dtype, copy=False)
+        )
+
+    def compute_q_values(self, state) -> np.ndarray:
+        """Q values of one state, shape ``(nb_actions,)``."""
+        return self.compute_batch_q_values(np.asarray(state)[np.newaxis])[0]
+
+    def forward(self, observation) -> int:
+        state = self.memory.get_recent_state(observation)
+        q_values = self.compute_q_values(state)
+        policy = self.policy if self.training else self.test_policy
+        action = policy.select_action(q_values=q_values)
+        self.recent_observation = observation
+        self.recent_action = action
+        return action
+
+    def reset_states(self) -> None:
+        self.recent_observation = None
+        self.recent_action = None
+        self.memory.clear_recent()
+
+    # ----------------------------------------------------------------- learning
+
+    def backward(self, reward: float, terminal: bool, truncated: bool = False) -> np.ndarray:
+        self.memory.append(
+            self.recent_observation,
+            self.recent_action,
+            reward,
+            terminal,
+            training=self.training,
+            truncated=truncated,
+        )
+        if (
+            not self.training
+            or self.step <= self.nb_steps_warmup
+            or self.step % self.train_interval != 0
+            or self.memory.nb_transitions == 0
+        ):
+            return self._no_metrics
+        return self.learn()
+
+    def finish_episode(self, observation) -> None:
+        self.memory.append_final(observation, training=self.training)
+
+    def learn(self) -> np.ndarray:
+        """Sample ``gradient_steps`` minibatches and take a gradient step on each.
+
+        Returns the mean loss, metrics and ``mean_q`` over those steps, followed by the
+        policy's and processor's metrics.
+        """
+        inputs = self._training_inputs()
+        if self._learn_function is None:
+            self._learn_function = self._build_learn_function(inputs)
+        outputs = self._learn_function(*inputs)
+        stats = outputs[0].numpy()
+        if not np.isfinite(stats[0]):
+            raise FloatingPointError(
+                f"the loss is {stats[0]} at step {self.step}; training stopped. The networks "
+                "may now hold non-finite values: save_weights refuses to write them, so the "
+                "last good weights file stays as it was"
+            )
+        self._q_function.refresh(outputs[1:])
+        extra = list(self.policy.metrics)
+        if self.processor is not None:
+            extra += list(self.processor.metrics)
+        return np.concatenate([stats, np.asarray(extra, dtype=stats.dtype)]) if extra else stats
+
+    def _training_inputs(self) -> list[np.ndarray]:
+        """Arrays ``[state0, action, reward, discount, state1]``, each ``(K, batch, ...)``."""
+        batch = self.memory.sample_batch(self.batch_size * self.gradient_steps)
+        state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
+        state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
+        discount = (self.gamma * (1.0 - batch.terminal1)).astype(np.float32)
+        arrays = [
+            state0,
+            batch.action.astype(np.int32),
+            batch.reward.astype(np.float32),
+            discount,
+            state1,
+        ]
+        shape = (self.gradient_steps, self.batch_size)
+        return [array.reshape(shape + array.shape[1:]) for array in arrays]
+
+    def _build_learn_function(self, example_inputs: list[np.ndarray]):
+        """Trace the training call once, for inputs shaped like ``example_inputs``."""
+        gradient_step = self._make_gradient_step()
+        nb_stats = len(self._metric_functions) + 2
+        gradient_steps = self.gradient_steps
+        acting_variables = self._q_function.variables
+
+        def learn(state0, action, reward, discount, state1):
+            if gradient_steps == 1:
+                stats = gradient_step(state0[0], action[0], reward[0], discount[0], state1[0])
+            else:
+                stats = tf.zeros([nb_stats])
+                for k in tf.range(gradient_steps):
+                    stats += gradient_step(state0[k], action[k], reward[k], discount[k], state1[k])
+                stats /= gradient_steps
+            return [stats] + [tf.identity(variable) for variable in acting_variables]
+
+        specs = [tf.TensorSpec(array.shape, array.dtype) for array in example_inputs]
+        return CompiledCall(learn, specs, jit_compile=self.jit_compile)
+
+    def _make_gradient_step(self):
+        model, target_model = self.model, self.target_model
+        trainable = model.trainable_variables
+        optimizer, target_update = self.optimizer, self.target_update
+        metric_functions, delta_clip = self._metric_functions, self.delta_clip
+        double_dqn = self.enable_double_dqn
+
+        def gradient_step(state0, action, reward, discount, state1):
+            next_q = target_model(state1, training=False)
+            if double_dqn:
+                best = tf.argmax(model(state1, training=False), axis=1, output_type=tf.int32)
+                next_value = tf.gather(next_q, best, axis=1, batch_dims=1)
+            else:
+                next_value = tf.reduce_max(next_q, axis=1)
+            # y = r + gamma^k * (1 - terminated) * Q_target(s', a*)
+            target = tf.stop_gradient(reward + discount * next_value)
+            with tf.GradientTape() as tape:
+                q_values = model(state0, training=True)
+                q_taken = tf.gather(q_values, action, axis=1, batch_dims=1)
+                loss = tf.reduce_mean(huber_loss(target - q_taken, delta_clip))
+            gradients = tape.gradient(loss, trainable)
+            optimizer.apply_gradients(zip(gradients, trainable))
+            target_update.after_gradient_step(target_model.weights, model.weights)
+            stats = [loss]
+            stats += [metric(target, q_taken) for _, metric in metric_functions]
+            stats.append(mean_q(q_values))
+            return tf.stack([tf.cast(value, tf.float32) for value in stats])
+
+        return gradient_step
+
+    def _own_callbacks(self) -> list:
+        return [self.target_update]
+
+    def _on_train_begin(self) -> None:
+        self._no_metrics = np.full(len(self.metrics_names), np.nan)
+
+    def _on_test_begin(self) -> None:
+        self._no_metrics = np.full(len(self.metrics_names), np.nan)
+
+    # ----------------------------------------------------------------- target network
+
+    def update_target_model_hard(self) -> None:
+        """Copy the online network's weights into the target network."""
+        self._copy_to_target()
+
+    # ----------------------------------------------------------------- weights
+
+    def save_weights(self, filepath: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the online network's weights to an HDF5 file (``.h5``, ``.h5f``, ...).
+
+        The write is atomic; an existing file is replaced only with ``overwrite=True``.
+        """
+        save_model_weights(self.model, filepath, overwrite=check_bool("overwrite", overwrite))
+
+    def load_weights(self, filepath: str | os.PathLike) -> None:
+        """Load weights saved by ``save_weights`` or by keras-rl (Keras 2) for the same
+        architecture; the target network gets a copy."""
+        load_model_weights(self.model, filepath)
+        self.update_target_model_hard()
+        self._q_function.refresh()
+
+    # ----------------------------------------------------------------- checks
+
+    def check_env(self, env) -> None:
+        if not callable(getattr(env, "step", None)) or not callable(getattr(env, "reset", None)):
+            raise TypeError(f"env: expected a gymnasium environment, got {env!r}")
+        space = getattr(env, "action_space", None)
+        if not isinstance(space, gymnasium.spaces.Discrete):
+            raise ValueError(f"env: DQN needs a Discrete action space, got {space!r}")
+        if int(space.n) != self.nb_actions:
+            raise ValueError(
+                f"env: its action space has {int(space.n)} actions but the agent was built "
+                f"with nb_actions={self.nb_actions}"
+            )
+        observation_shape = getattr(getattr(env, "observation_space", None), "shape", None)
+        expected = tuple(self.model.inputs[0].shape[2:])
+        if (
+            self.processor is None
+            and observation_shape is not None
+            and tuple(observation_shape) != expected
+        ):
+            raise ValueError(
+                f"env: observations have shape {tuple(observation_shape)} but the model takes "
+                f"states of shape {tuple(self.model.inputs[0].shape[1:])}, i.e. observations "
+                f"of shape {expected}"
+            )
+
+    def get_config(self) -> dict:
+        return {
+            "nb_actions": self.nb_actions,
+            "gamma": self.gamma,
+            "batch_size": self.batch_size,
+            "nb_steps_warmup": self.nb_steps_warmup,
+            "train_interval": self.train_interval,
+            "memory_interval": self.memory_interval,
+            "target_model_update": self.target_model_update,
+            "delta_clip": self.delta_clip,
+            "enable_double_dqn": self.enable_double_dqn,
+            "enable_dueling_network": self.enable_dueling_network,
+            "dueling_type": self.dueling_type,
+            "gradient_steps": self.gradient_steps,
+            "memory": self.memory.get_config(),
+        }
+
+
+def _make_copy_function(destinations: list, sources: list):
+    """A compiled function assigning each source variable to its destination."""
+
+    def copy() -> None:
+        for destination, source in zip(destinations, sources):
+            destination.assign(source)
+
+    return tf.function(copy).get_concrete_function()
+
+
+def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> keras.Model:
+    """The model with its last Dense layer replaced by ``V`` and ``A`` streams combined.
+
+    Trailing linear ``Activation`` layers are skipped, so the keras-rl tutorial's
+    ``Dense(nb_actions), Activation('linear')`` ending works.
+    """
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    index = len(layers) - 1
+    while (
+        index >= 0
+        and isinstance(layers[index], keras.layers.Activation)
+        and getattr(layers[index].activation, "__name__", "") == "linear"
+    ):
+        index -= 1
+    if index < 0 or not isinstance(layers[index], keras.layers.Dense):
+        raise ValueError(
+            "enable_dueling_network: the model must end with a Dense layer of nb_actions units "
+            "(optionally followed by a linear Activation), which the dueling head replaces"
+        )
+    features = layers[index - 1].output if index > 0 else model.inputs[0]
+    head = keras.layers.Dense(
+        nb_actions + 1, kernel_initializer="glorot_normal", name="dueling_value_advantage"
+    )(features)
+    q_values = DuelingCombine(dueling_type, name="dueling_q_values")(head)
+    return keras.Model(model.inputs[0], q_values, name=f"{model.name}_dueling")
+
+
+def _check_model(model, nb_actions: int, window_length: int) -> None:
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model: expected a Keras model, got {model!r}")
+    if not model.built or not model.inputs:
+        raise ValueError(
+            "model: expected a built model with a known input shape; start it with "
+            "keras.Input(shape=(window_length,) + observation_shape)"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"model: DQN expects one input and one output; this model has "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs"
+        )
+    output_shape = tuple(model.outputs[0].shape)
+    if output_shape != (None, nb_actions):
+        raise ValueError(
+            f"model: its output shape is {output_shape}; DQN expects one Q value per action, "
+            f"(None, {nb_actions}) for nb_actions={nb_actions}"
+        )
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) < 2 or input_shape[1] != window_length:
+        raise ValueError(
+            f"model: its input shape is {input_shape}; the agent feeds states of shape "
+            f"(batch, window_length) + observation_shape with window_length={window_length} "
+            "(for window_length=1 start the model with e.g. Flatten(input_shape=(1,) + shape))"
+        )
+
+
+def _check_memory(memory) -> SequentialMemory:
+    needed = ("append", "append_final", "sample_batch", "get_recent_state", "clear_recent")
+    if not all(callable(getattr(memory, name, None)) for name in needed):
+        raise TypeError(
+            f"memory: expected a kerasdqn memory such as SequentialMemory, got {memory!r}"
+        )
+    return memory
+
+
+def _check_policy(name: str, policy) -> Policy:
+    if not isinstance(policy, Policy):
+        raise TypeError(f"{name}: expected a kerasdqn.policy.Policy, got {policy!r}")
+    return policy
+
+
+def _check_target_model_update(value) -> float:
+    value = check_float("target_model_update", value, 0.0, low_open=True)
+    return value if value < 1 else float(int(value))
+
+
+def _resolve_metric(metric) -> tuple[str, Any]:
+    """``(name, function(target, predicted) -> scalar)`` for a Keras metric name or object."""
+    if isinstance(metric, keras.metrics.Metric):
+
+        def stateless(target, predicted, metric=metric):
+            metric.reset_state()
+            metric.update_state(target[:, None], predicted[:, None])
+            return metric.result()
+
+        return metric.name, stateless
+    name = metric if isinstance(metric, str) else getattr(metric, "__name__", None)
+    try:
+        function = keras.metrics.get(metric)
+    except (ValueError, TypeError):
+        function = None
+    if function is None or name is None:
+        raise ValueError(
+            f"metrics: unknown metric {metric!r}; expected a Keras metric name "
+            "such as 'mae' or a function(y_true, y_pred)"
+        )
+    if isinstance(function, keras.metrics.Metric):
+        return name if isinstance(metric, str) else function.name, _resolve_metric(function)[1]
+    return name, lambda target, predicted: tf.reduce_mean(
+        function(target[:, None], predicted[:, None])
+    )

@@ -1,0 +1,442 @@
+"""Callbacks: hooks into ``fit`` and ``test`` for logging, checkpoints and target updates.
+
+As in keras-rl, a callback's ``model`` is the agent, and besides Keras's ``on_train_*`` hooks it
+receives ``on_episode_begin/end``, ``on_step_begin/end`` and ``on_action_begin/end``. Plain Keras
+callbacks also work: they get ``on_epoch_*`` for episodes and ``on_batch_*`` for steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import timeit
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdqn._checks import check_float, check_int
+from kerasdqn._files import atomic_path
+
+
+class Callback(keras.callbacks.Callback):
+    """Base class of kerasdqn callbacks; ``self.model`` (alias ``self.agent``) is the agent."""
+
+    env: Any = None
+
+    @property
+    def agent(self):
+        return self.model
+
+    def _set_env(self, env) -> None:
+        self.env = env
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        """Called when an episode starts."""
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        """Called when an episode ends; ``logs`` holds the episode's figures."""
+
+    def on_step_begin(self, step: int, logs: dict | None = None) -> None:
+        """Called before the agent acts; ``step`` counts steps within the episode."""
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        """Called after the step; ``logs`` holds action, observation, reward, metrics, info."""
+
+    def on_action_begin(self, action: int, logs: dict | None = None) -> None:
+        """Called before each environment step (several per step with action repetition)."""
+
+    def on_action_end(self, action: int, logs: dict | None = None) -> None:
+        """Called after each environment step."""
+
+
+_FALLBACKS = {
+    "on_episode_begin": "on_epoch_begin",
+    "on_episode_end": "on_epoch_end",
+    "on_step_begin": "on_batch_begin",
+    "on_step_end": "on_batch_end",
+}
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_episode_begin",
+    "on_episode_end",
+    "on_step_begin",
+    "on_step_end",
+    "on_action_begin",
+    "on_action_end",
+)
+
+
+class CallbackList:
+    """Calls each hook on every callback that implements it.
+
+    The callbacks that leave a hook as the base class's no-op are skipped, so the per-step
+    hooks cost nothing for callbacks that do not use them.
+    """
+
+    def __init__(self, callbacks: list, agent, env, params: dict) -> None:
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(agent)
+            callback.set_params(params)
+            if hasattr(callback, "_set_env"):
+                callback._set_env(env)
+        for hook in _HOOKS:
+            setattr(
+                self,
+                f"_{hook}",
+                [
+                    m
+                    for m in map(lambda c: _implementation(c, hook), self.callbacks)
+                    if m is not None
+                ],
+            )
+
+    def on_train_begin(self, logs=None):
+        for method in self._on_train_begin:
+            method(logs)
+
+    def on_train_end(self, logs=None):
+        for method in self._on_train_end:
+            method(logs)
+
+    def on_episode_begin(self, episode, logs=None):
+        for method in self._on_episode_begin:
+            method(episode, logs)
+
+    def on_episode_end(self, episode, logs=None):
+        for method in self._on_episode_end:
+            method(episode, logs)
+
+    def on_step_begin(self, step, logs=None):
+        for method in self._on_step_begin:
+            method(step, logs)
+
+    def on_step_end(self, step, logs=None):
+        for method in self._on_step_end:
+            method(step, logs)
+
+    def on_action_begin(self, action, logs=None):
+        for method in self._on_action_begin:
+            method(action, logs)
+
+    def on_action_end(self, action, logs=None):
+        for method in self._on_action_end:
+            method(action, logs)
+
+
+def _implementation(callback, hook: str):
+    """The callback's bound method for ``hook`` (or its Keras fallback), if it overrides it."""
+    name = hook if isinstance(callback, Callback) else _FALLBACKS.get(hook, hook)
+    own = getattr(type(callback), name, None)
+    if own is None:
+        return None
+    base = Callback if isinstance(callback, Callback) else keras.callbacks.Callback
+    if own is getattr(base, name, None):
+        return None
+    return getattr(callback, name)
+
+
+class History(Callback):
+    """Records each episode's logs: ``history.history[key]`` is a list with one value per
+    episode (``episode_reward``, ``nb_episode_steps``, ``nb_steps``, the mean loss and metrics
+    of the episode), and ``history.episode`` lists the episode numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list] = {}
+        self.episode: list[int] = []
+
+    def on_episode_end(self, episode, logs=None):
+        self.episode.append(episode)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+def _format_metrics(names: list[str], values) -> str:
+    return ", ".join(
+        f"{name}: {value:f}" if np.isfinite(value) else f"{name}: --"
+        for name, value in zip(names, values)
+    )
+
+
+class TrainEpisodeLogger(Callback):
+    """``verbose=2``: one line per episode, in keras-rl's format."""
+
+    def on_train_begin(self, logs=None):
+        self.train_start = timeit.default_timer()
+        self.metrics_names = self.model.metrics_names
+        self.step = 0
+        print(f"Training for {self.params['nb_steps']} steps ...")
+
+    def on_train_end(self, logs=None):
+        print(f"done, took {timeit.default_timer() - self.train_start:.3f} seconds")
+
+    def on_episode_begin(self, episode, logs=None):
+        self.episode_start = timeit.default_timer()
+        self.rewards: list[float] = []
+        self.actions: list[int] = []
+
+    def on_step_end(self, step, logs=None):
+        self.rewards.append(logs["reward"])
+        self.actions.append(logs["action"])
+        self.step += 1
+
+    def on_episode_end(self, episode, logs=None):
+        duration = timeit.default_timer() - self.episode_start
+        steps = len(self.rewards)
+        digits = len(str(self.params["nb_steps"])) + 1
+        metrics = [logs.get(name, np.nan) for name in self.metrics_names]
+        print(
+            f"{self.step:{digits}d}/{self.params['nb_steps']}: episode: {episode + 1}, "
+            f"duration: {duration:.3f}s, episode steps: {steps:3}, "
+            f"steps per second: {steps / max(duration, 1e-9):3.0f}, "
+            f"episode reward: {np.sum(self.rewards):6.3f}, "
+            f"mean reward: {np.mean(self.rewards):6.3f} "
+            f"[{np.min(self.rewards):6.3f}, {np.max(self.rewards):6.3f}], "
+            f"mean action: {np.mean(self.actions):.3f} "
+            f"[{np.min(self.actions):.3f}, {np.max(self.actions):.3f}],  "
+            f"{_format_metrics(self.metrics_names, metrics)}"
+        )
+
+
+class TrainIntervalLogger(Callback):
+    """``verbose=1``: a Keras progress bar per ``interval`` steps, then a summary line.
+
+    The bar shows steps per second, the last episode's reward, and the running means of the
+    loss, the metrics and the annealed exploration value.
+    """
+
+    def __init__(self, interval: int = 10000) -> None:
+        super().__init__()
+        self.interval = check_int("interval", interval, minimum=1)
+
+    def on_train_begin(self, logs=None):
+        self.train_start = timeit.default_timer()
+        self.metrics_names = self.model.metrics_names
+        self.step = 0
+        print(f"Training for {self.params['nb_steps']} steps ...")
+        self._start_interval()
+
+    def on_train_end(self, logs=None):
+        self._show_progress(force=True)
+        print(f"done, took {timeit.default_timer() - self.train_start:.3f} seconds")
+
+    def _start_interval(self) -> None:
+        self.interval_start = timeit.default_timer()
+        self.interval_first_step = self.step
+        self.episode_rewards: list[float] = []
+        self.metric_sums = np.zeros(len(self.metrics_names))
+        self.metric_counts = np.zeros(len(self.metrics_names))
+        self.last_display = 0.0
+        names = ["steps/s", "episode_reward"] + list(self.metrics_names)
+        self.progbar = keras.utils.Progbar(target=self.interval, stateful_metrics=names)
+        print(f"Interval {self.step // self.interval + 1} ({self.step} steps performed)")
+
+    def _summary(self) -> str:
+        rewards = self.episode_rewards
+        text = (
+            f"{len(rewards)} episodes - episode_reward: {np.mean(rewards):.3f} "
+            f"[{np.min(rewards):.3f}, {np.max(rewards):.3f}]"
+        )
+        for name, value in zip(self.metrics_names, self._metric_means()):
+            if np.isfinite(value):
+                text += f" - {name}: {value:.3f}"
+        return text
+
+    def _metric_means(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.metric_sums / self.metric_counts
+
+    def on_step_end(self, step, logs=None):
+        metrics = logs["metrics"]
+        if len(metrics) and not np.isnan(metrics[0]):
+            finite = np.isfinite(metrics)
+            self.metric_sums[finite] += np.asarray(metrics)[finite]
+            self.metric_counts[finite] += 1
+        self.step += 1
+        if self.step % self.interval == 0:
+            self._show_progress(force=True)
+            if self.episode_rewards:
+                print(self._summary())
+            print()
+            self._start_interval()
+        else:
+            self._show_progress()
+
+    def _show_progress(self, force: bool = False) -> None:
+        now = timeit.default_timer()
+        if not force and now - self.last_display < 0.25:
+            return
+        self.last_display = now
+        done = self.step - self.interval_first_step
+        values = [("steps/s", done / max(now - self.interval_start, 1e-9))]
+        if self.episode_rewards:
+            values.append(("episode_reward", self.episode_rewards[-1]))
+        values += [
+            (name, value)
+            for name, value in zip(self.metrics_names, self._metric_means())
+            if np.isfinite(value)
+        ]
+        self.progbar.update(
+            done if done < self.interval else self.interval,
+            values=values,
+            finalize=force and done > 0,
+        )
+
+    def on_episode_end(self, episode, logs=None):
+        self.episode_rewards.append(logs["episode_reward"])
+
+
+class TestLogger(Callback):
+    """Prints one line per test episode, as keras-rl did."""
+
+    def on_train_begin(self, logs=None):
+        print(f"Testing for {self.params['nb_episodes']} episodes ...")
+
+    def on_episode_end(self, episode, logs=None):
+        print(
+            f"Episode {episode + 1}: reward: {logs['episode_reward']:.3f}, "
+            f"steps: {logs['nb_steps']}"
+        )
+
+
+class FileLogger(Callback):
+    """Writes each episode's logs to a JSON file (one list per key), atomically.
+
+    ``interval``: rewrite the file every that many episodes as well as at the end.
+    """
+
+    def __init__(self, filepath: str, interval: int | None = None) -> None:
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.interval = None if interval is None else check_int("interval", interval, minimum=1)
+        self.data: dict[str, list] = {}
+
+    def on_episode_begin(self, episode, logs=None):
+        self.episode_start = timeit.default_timer()
+
+    def on_episode_end(self, episode, logs=None):
+        record = {
+            **(logs or {}),
+            "episode": episode,
+            "duration": timeit.default_timer() - self.episode_start,
+        }
+        for key, value in record.items():
+            self.data.setdefault(key, []).append(_json_number(value))
+        if self.interval is not None and len(self.data["episode"]) % self.interval == 0:
+            self.save_data()
+
+    def on_train_end(self, logs=None):
+        self.save_data()
+
+    def save_data(self) -> None:
+        """Write everything recorded so far."""
+        if not self.data:
+            return
+        with atomic_path(self.filepath) as temporary, open(temporary, "w") as handle:
+            json.dump(self.data, handle)
+
+
+def _json_number(value):
+    value = np.asarray(value).item()
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+class ModelIntervalCheckpoint(Callback):
+    """Saves the agent's weights every ``interval`` steps to ``filepath``.
+
+    ``filepath`` may hold ``{step}``, formatted with the number of steps done in this fit.
+    """
+
+    def __init__(self, filepath: str, interval: int, verbose: int = 0) -> None:
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.interval = check_int("interval", interval, minimum=1)
+        self.verbose = verbose
+        self.total_steps = 0
+
+    def on_step_end(self, step, logs=None):
+        self.total_steps += 1
+        if self.total_steps % self.interval:
+            return
+        filepath = self.filepath.format(step=self.total_steps)
+        if self.verbose > 0:
+            print(f"Step {self.total_steps}: saving model to {filepath}")
+        self.model.save_weights(filepath, overwrite=True)
+
+
+class Visualizer(Callback):
+    """Renders the environment after each action (``visualize=True``).
+
+    gymnasium fixes the render mode when the environment is made; without
+    ``render_mode='human'``, or without a display, this warns once and renders nothing.
+    """
+
+    def on_train_begin(self, logs=None):
+        self.enabled = getattr(self.env, "render_mode", None) is not None
+        if not self.enabled:
+            warnings.warn(
+                "visualize=True, but the environment was made without a render mode: nothing "
+                "is shown. Make it with gymnasium.make(..., render_mode='human') to watch it.",
+                stacklevel=4,
+            )
+
+    def on_action_end(self, action, logs=None):
+        if not self.enabled:
+            return
+        try:
+            self.env.render()
+        except Exception as error:  # no display, missing pygame ...
+            self.enabled = False
+            warnings.warn(
+                f"visualize=True, but rendering failed, so nothing is shown: {error}", stacklevel=4
+            )
+
+
+@tf.autograph.experimental.do_not_convert
+def soft_update(target_variables: list, online_variables: list, tau: float) -> None:
+    """Polyak averaging: ``target <- (1 - tau) * target + tau * online``, in place."""
+    for target, online in zip(target_variables, online_variables):
+        target.assign((1.0 - tau) * target + tau * online)
+
+
+class TargetModelUpdate(Callback):
+    """Keeps the agent's target network in step with its online network.
+
+    ``after_gradient_step`` runs inside the compiled training function after every gradient
+    step; the step hooks run in the ``fit`` loop.
+    """
+
+    @tf.autograph.experimental.do_not_convert
+    def after_gradient_step(self, target_variables: list, online_variables: list) -> None:
+        """Graph-side hook, traced into the training function (default: nothing)."""
+
+
+class SoftTargetUpdate(TargetModelUpdate):
+    """After every gradient step, ``target <- (1 - tau) * target + tau * online`` (keras-rl's
+    ``target_model_update < 1``), fused into the training function."""
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = check_float("tau", tau, 0.0, 1.0, low_open=True)
+
+    @tf.autograph.experimental.do_not_convert
+    def after_gradient_step(self, target_variables, online_variables):
+        soft_update(target_variables, online_variables, self.tau)
+
+
+class HardTargetUpdate(TargetModelUpdate):
+    """Copies the online weights into the target network when the agent's step counter is a
+    multiple of ``interval`` (keras-rl's ``target_model_update >= 1``)."""
+
+    def __init__(self, interval: int) -> None:
+        super().__init__()
+        self.interval = check_int("interval", interval, minimum=1)
+
+    def on_step_end(self, step, logs=None):
+        if self.model.step % self.interval == 0:
+            self.model.update_target_model_hard()

@@ -1,0 +1,281 @@
+"""Replay memory: a preallocated ring buffer of transitions, sampled in vectorized minibatches.
+
+Layout (as in keras-rl): entry ``i`` holds observation ``o_i``, the action ``a_i`` taken in it,
+the reward ``r_i`` that followed, and whether the next observation was *terminal*. The next
+observation of entry ``i`` is the observation of entry ``i + 1``, so each observation is stored
+once. When an episode ends, its final observation is appended as one more entry marked *final*:
+no transition starts from it and no stacked window reaches back across it.
+
+Terminal and final are different things. ``terminal`` means the environment *terminated*: the
+next state has no future, so the TD target does not bootstrap. An episode cut off by a time
+limit (gymnasium's ``truncated``) is final but not terminal: its last transition bootstraps.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from kerasdqn._checks import check_bool, check_int
+
+Experience = collections.namedtuple("Experience", "state0, action, reward, state1, terminal1")
+Experience.__doc__ = """One transition as keras-rl returned it: in ``state0``, ``action`` gave
+``reward`` and led to ``state1``, which is terminal if ``terminal1``."""
+
+
+class TransitionBatch(NamedTuple):
+    """A minibatch of transitions as arrays, the first axis running over the batch.
+
+    ``state0`` and ``state1`` have shape ``(batch, window_length) + observation_shape``.
+    """
+
+    state0: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    state1: np.ndarray
+    terminal1: np.ndarray
+
+
+class SequentialMemory:
+    """A ring buffer holding the last ``limit`` observations, with keras-rl's window semantics.
+
+    Args:
+        limit: how many entries (observations) the buffer holds; the oldest are overwritten.
+        window_length: how many consecutive observations make one state (frame stacking).
+        ignore_episode_boundaries: let stacked windows reach back into the previous episode,
+            as keras-rl's option of that name did. Off by default.
+
+    Memory is allocated on the first ``append``, once, from the observation's shape and dtype:
+    it depends on ``limit``, never on how many steps were taken.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_length: int = 1,
+        ignore_episode_boundaries: bool = False,
+    ) -> None:
+        self.limit = check_int("limit", limit, minimum=2)
+        self.window_length = check_int("window_length", window_length, minimum=1)
+        self.ignore_episode_boundaries = check_bool(
+            "ignore_episode_boundaries", ignore_episode_boundaries
+        )
+        self.rng: np.random.Generator | None = None
+
+        self._observations: np.ndarray | None = None
+        self._actions = np.zeros(self.limit, dtype=np.int32)
+        self._rewards = np.zeros(self.limit, dtype=np.float32)
+        self._terminals = np.zeros(self.limit, dtype=np.bool_)
+        self._finals = np.zeros(self.limit, dtype=np.bool_)
+        self._next_index = 0
+        self._nb_entries = 0
+        self._nb_finals = 0
+        self._previous_ended = False
+
+        self._recent: collections.deque = collections.deque(maxlen=self.window_length - 1)
+        self._recent_ended = False
+
+    # ------------------------------------------------------------------ writing
+
+    def append(
+        self,
+        observation: Any,
+        action: int,
+        reward: float,
+        terminal: bool,
+        training: bool = True,
+        truncated: bool = False,
+    ) -> None:
+        """Store that in ``observation``, ``action`` was taken and ``reward`` followed.
+
+        ``terminal``: the next observation is terminal (no bootstrapping from it).
+        ``truncated``: the episode was cut off after this step (a time limit); the next
+        observation still bootstraps. After a terminal or truncated step, the next appended
+        observation is taken as the episode's final one (keras-rl's convention), as is any
+        observation given to ``append_final``.
+        With ``training=False`` only the window used by ``get_recent_state`` is updated.
+        """
+        self._remember_recent(observation, ended=bool(terminal) or bool(truncated))
+        if not training:
+            return
+        final = self._previous_ended
+        self._write(observation, action, reward, terminal and not final, final=final)
+        self._previous_ended = not final and (bool(terminal) or bool(truncated))
+
+    def append_final(self, observation: Any, training: bool = True) -> None:
+        """Store the last observation of an episode, from which no transition starts."""
+        self._recent.clear()
+        self._recent_ended = False
+        if not training:
+            return
+        self._write(observation, 0, 0.0, False, final=True)
+        self._previous_ended = False
+
+    def clear_recent(self) -> None:
+        """Forget the observations that ``get_recent_state`` stacks (a new episode begins)."""
+        self._recent.clear()
+        self._recent_ended = False
+
+    def _remember_recent(self, observation: Any, ended: bool) -> None:
+        if self._recent_ended:
+            # keras-rl's protocol: this is the final observation of the episode that just ended.
+            self._recent.clear()
+            self._recent_ended = False
+            return
+        if self.window_length > 1:
+            self._recent.append(np.array(observation, copy=True))
+        self._recent_ended = ended
+
+    def _write(self, observation: Any, action: int, reward: float, terminal: bool, final: bool):
+        observation = np.asarray(observation)
+        if self._observations is None:
+            self._observations = np.zeros((self.limit,) + observation.shape, observation.dtype)
+        elif observation.shape != self._observations.shape[1:]:
+            raise ValueError(
+                f"observation: expected shape {self._observations.shape[1:]} like the earlier "
+                f"observations in this memory, got {observation.shape}"
+            )
+        index = self._next_index
+        if self._nb_entries == self.limit:
+            self._nb_finals -= int(self._finals[index])
+        else:
+            self._nb_entries += 1
+        self._observations[index] = observation
+        self._actions[index] = action
+        self._rewards[index] = reward
+        self._terminals[index] = terminal
+        self._finals[index] = final
+        self._nb_finals += int(final)
+        self._next_index = (index + 1) % self.limit
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def nb_entries(self) -> int:
+        """How many observations are stored (keras-rl's name)."""
+        return self._nb_entries
+
+    @property
+    def nb_transitions(self) -> int:
+        """How many stored transitions can be sampled: those whose next observation is stored."""
+        if self._nb_entries < 2:
+            return 0
+        newest = (self._next_index - 1) % self.limit
+        return self._nb_entries - 1 - (self._nb_finals - int(self._finals[newest]))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffer's arrays."""
+        arrays = (self._actions, self._rewards, self._terminals, self._finals)
+        total = sum(array.nbytes for array in arrays)
+        return total + (0 if self._observations is None else self._observations.nbytes)
+
+    def get_recent_state(self, current_observation: Any) -> np.ndarray:
+        """The state to act on: ``current_observation`` stacked after the ones before it.
+
+        Frames from before the episode's start are zeros, as in keras-rl.
+        """
+        current = np.asarray(current_observation)
+        if self.window_length == 1:
+            return current[np.newaxis]
+        state = np.zeros((self.window_length,) + current.shape, dtype=current.dtype)
+        state[-1] = current
+        recent = list(self._recent)[-(self.window_length - 1) :]
+        for offset, observation in enumerate(reversed(recent), start=2):
+            state[-offset] = observation
+        return state
+
+    def sample_indices(self, batch_size: int) -> np.ndarray:
+        """Buffer positions of ``batch_size`` transitions drawn uniformly, with replacement.
+
+        Only transitions whose next observation is still stored are drawn; final observations
+        never start one.
+        """
+        if self.nb_transitions == 0:
+            raise ValueError(
+                "the memory holds no complete transition yet; append at least two observations "
+                "of one episode before sampling"
+            )
+        rng = self._rng()
+        newest = (self._next_index - 1) % self.limit
+        indices = np.empty(batch_size, dtype=np.int64)
+        missing = np.arange(batch_size)
+        while missing.size:
+            ages = rng.integers(1, self._nb_entries, size=missing.size)
+            candidates = (newest - ages) % self.limit
+            valid = ~self._finals[candidates]
+            indices[missing[valid]] = candidates[valid]
+            missing = missing[~valid]
+        return indices
+
+    def sample_batch(self, batch_size: int) -> TransitionBatch:
+        """A minibatch of ``batch_size`` transitions as arrays (the fast path)."""
+        return self.batch_at(self.sample_indices(batch_size))
+
+    def batch_at(self, indices: np.ndarray) -> TransitionBatch:
+        """The transitions starting at the given buffer positions, with stacked windows."""
+        indices = np.asarray(indices, dtype=np.int64)
+        offsets = np.arange(-self.window_length + 1, 2)
+        positions = (indices[:, np.newaxis] + offsets) % self.limit
+        frames = self._observations[positions]
+        if self.window_length > 1:
+            frames[~self._frames_in_episode(indices)] = 0
+        return TransitionBatch(
+            state0=frames[:, :-1],
+            action=self._actions[indices],
+            reward=self._rewards[indices],
+            state1=frames[:, 1:],
+            terminal1=self._terminals[indices],
+        )
+
+    def _frames_in_episode(self, indices: np.ndarray) -> np.ndarray:
+        """Mask over the window frames ``indices - w + 1 ... indices + 1`` that may be stacked.
+
+        A frame ``k`` steps before the transition's start is usable if it is still stored and,
+        unless episode boundaries are ignored, no final observation lies between them.
+        """
+        batch = indices.shape[0]
+        usable = np.ones((batch, self.window_length + 1), dtype=np.bool_)
+        newest = (self._next_index - 1) % self.limit
+        age = (newest - indices) % self.limit
+        still_usable = np.ones(batch, dtype=np.bool_)
+        for back in range(1, self.window_length):
+            position = (indices - back) % self.limit
+            still_usable &= age + back < self._nb_entries
+            if not self.ignore_episode_boundaries:
+                still_usable &= ~self._finals[position]
+            usable[:, self.window_length - 1 - back] = still_usable
+        return usable
+
+    def sample(self, batch_size: int, batch_idxs: Any = None) -> list[Experience]:
+        """keras-rl's interface: a list of ``Experience`` tuples.
+
+        ``batch_idxs``, if given, are buffer positions of transitions (see ``sample_indices``).
+        """
+        indices = self.sample_indices(batch_size) if batch_idxs is None else batch_idxs
+        batch = self.batch_at(indices)
+        return [
+            Experience(
+                batch.state0[i],
+                batch.action[i],
+                batch.reward[i],
+                batch.state1[i],
+                batch.terminal1[i],
+            )
+            for i in range(len(batch.action))
+        ]
+
+    def _rng(self) -> np.random.Generator:
+        if self.rng is None:
+            # Seeded from NumPy's global state, so np.random.seed makes runs repeatable.
+            self.rng = np.random.default_rng(np.random.randint(2**31))
+        return self.rng
+
+    def get_config(self) -> dict:
+        return {
+            "limit": self.limit,
+            "window_length": self.window_length,
+            "ignore_episode_boundaries": self.ignore_episode_boundaries,
+        }

@@ -1,0 +1,129 @@
+"""Network weights in HDF5, in the layout Keras 2 (and so keras-rl) used for ``save_weights``.
+
+The root group lists ``layer_names``; each layer has a group whose ``weight_names`` attribute
+names its datasets (``dense/kernel:0`` ...). Weights are matched to layers in order, counting
+only layers that have weights, as Keras 2 did: so files keras-rl saved load into the same
+architecture built with Keras 3, and the files written here load in Keras 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import keras
+import numpy as np
+
+from kerasdqn._files import atomic_path, check_writable
+
+
+def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrite: bool = False):
+    """Write ``model``'s weights to ``filepath`` (any name: ``.h5``, ``.h5f`` ...), atomically.
+
+    Raises ``FileExistsError`` if the file exists and ``overwrite`` is false.
+    """
+    filepath = check_writable(filepath, overwrite)
+    check_finite_weights(model, filepath)
+    with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
+        write_weights_group(handle, model)
+
+
+def check_finite_weights(model: keras.Model, filepath: str) -> None:
+    """Refuse to write weights holding NaN or infinity over ``filepath``."""
+    for weight in model.weights:
+        if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+            raise FloatingPointError(
+                f"weight {weight.path!r} holds NaN or infinite values; not writing "
+                f"{filepath!r}, so any earlier file there stays intact"
+            )
+
+
+def write_weights_group(group: h5py.Group, model: keras.Model) -> None:
+    """Store ``model``'s weights in an open HDF5 group."""
+    group.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = keras.__version__.encode("utf8")
+    for layer in model.layers:
+        layer_group = group.create_group(layer.name)
+        names = [f"{layer.name}/{weight.name}:0" for weight in _layer_weights(layer)]
+        layer_group.attrs["weight_names"] = [name.encode("utf8") for name in names]
+        for name, weight in zip(names, _layer_weights(layer)):
+            layer_group.create_dataset(name, data=keras.ops.convert_to_numpy(weight))
+
+
+def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
+    """Read weights saved by ``save_model_weights`` or by Keras 2 / keras-rl into ``model``.
+
+    Every shape is checked before any weight is assigned, so a mismatch leaves the model as it
+    was. Raises ``FileNotFoundError`` or ``ValueError`` naming the file on any problem.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"filepath: no weights file at {filepath!r}")
+    try:
+        handle = h5py.File(filepath, "r")
+    except OSError as error:
+        raise ValueError(f"filepath: {filepath!r} is not a readable HDF5 file ({error})") from None
+    with handle:
+        values = read_weights_group(handle, model, filepath)
+    for variable, value in values:
+        variable.assign(value)
+
+
+def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> list:
+    """Pairs ``(variable, array)`` for ``model`` from an HDF5 group, all shapes checked."""
+    if "layer_names" not in group.attrs and "model_weights" in group:
+        group = group["model_weights"]  # a whole model saved by Keras 2's model.save
+    if not group.attrs.keys() & {"layer_names", "layer_names0"}:
+        raise ValueError(f"{source!r} does not hold Keras weights (no 'layer_names' attribute)")
+    stored = [
+        name
+        for name in _attribute_strings(group, "layer_names")
+        if _attribute_strings(group[name], "weight_names")
+    ]
+    layers = [layer for layer in model.layers if _layer_weights(layer)]
+    if len(stored) != len(layers):
+        raise ValueError(
+            f"{source!r} holds weights for {len(stored)} layers ({', '.join(stored)}) but the "
+            f"model has {len(layers)} layers with weights ({', '.join(l.name for l in layers)}): "
+            "it was saved from a different architecture"
+        )
+    pairs = []
+    for stored_name, layer in zip(stored, layers):
+        layer_group = group[stored_name]
+        arrays = [
+            np.asarray(layer_group[name])
+            for name in _attribute_strings(layer_group, "weight_names")
+        ]
+        weights = _layer_weights(layer)
+        if len(arrays) != len(weights):
+            raise ValueError(
+                f"{source!r}: layer {stored_name!r} has {len(arrays)} weights but model layer "
+                f"{layer.name!r} has {len(weights)}: different architecture"
+            )
+        for weight, array in zip(weights, arrays):
+            if tuple(weight.shape) != array.shape:
+                raise ValueError(
+                    f"{source!r}: weight {weight.name!r} of layer {layer.name!r} has shape "
+                    f"{tuple(weight.shape)} in the model but {array.shape} in the file "
+                    f"(layer {stored_name!r}): different architecture"
+                )
+            pairs.append((weight, array))
+    return pairs
+
+
+def _layer_weights(layer) -> list:
+    """A layer's weights in Keras 2's order: trainable first, then non-trainable."""
+    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+
+
+def _attribute_strings(group: h5py.Group, name: str) -> list[str]:
+    """A string-list attribute, also when Keras 2 split a long one into ``name0``, ``name1``..."""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, chunk = [], 0
+        while f"{name}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{name}{chunk}"])
+            chunk += 1
+    return [value.decode("utf8") if isinstance(value, bytes) else str(value) for value in values]
