@@ -46,18 +46,28 @@ def _fsync_directory(directory: str) -> None:
             os.close(handle)
 
 
+def check_path(name: str, filepath) -> str:
+    """``filepath`` as a string, if it is a path."""
+    if not isinstance(filepath, str | os.PathLike):
+        raise TypeError(f"{name}: expected a file path, got {filepath!r}")
+    return os.fspath(filepath)
+
+
+def check_directory_exists(name: str, filepath: str) -> None:
+    """Raise early if the directory that should hold ``filepath`` does not exist."""
+    directory = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{name}: the directory {directory!r} does not exist")
+
+
 def check_writable(filepath: str | os.PathLike, overwrite: bool) -> str:
     """``filepath`` as a string, after checking that writing it is allowed and possible."""
-    if not isinstance(filepath, str | os.PathLike):
-        raise TypeError(f"filepath: expected a path, got {filepath!r}")
-    filepath = os.fspath(filepath)
+    filepath = check_path("filepath", filepath)
     if os.path.isdir(filepath):
         raise IsADirectoryError(f"filepath: {filepath!r} is a directory, expected a file path")
     if os.path.exists(filepath) and not overwrite:
         raise FileExistsError(
             f"filepath: {filepath!r} already exists; pass overwrite=True to replace it"
         )
-    directory = os.path.dirname(os.path.abspath(filepath))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"filepath: the directory {directory!r} does not exist")
+    check_directory_exists("filepath", filepath)
     return filepath

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdqn._checks import check_float, check_int
-from kerasdqn._files import atomic_path
+from kerasdqn._files import atomic_path, check_directory_exists, check_path
 
 
 class Callback(keras.callbacks.Callback):
@@ -312,9 +312,12 @@ class FileLogger(Callback):
 
     def __init__(self, filepath: str, interval: int | None = None) -> None:
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = check_path("filepath", filepath)
         self.interval = None if interval is None else check_int("interval", interval, minimum=1)
         self.data: dict[str, list] = {}
+
+    def on_train_begin(self, logs=None):
+        check_directory_exists("filepath", self.filepath)
 
     def on_episode_begin(self, episode, logs=None):
         self.episode_start = timeit.default_timer()
@@ -349,21 +352,25 @@ def _json_number(value):
 class ModelIntervalCheckpoint(Callback):
     """Saves the agent's weights every ``interval`` steps to ``filepath``.
 
-    ``filepath`` may hold ``{step}``, formatted with the number of steps done in this fit.
+    ``filepath`` may hold ``{step}`` (steps done in this fit) and, as in keras-rl, the step's
+    log entries such as ``{episode}``.
     """
 
     def __init__(self, filepath: str, interval: int, verbose: int = 0) -> None:
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = check_path("filepath", filepath)
         self.interval = check_int("interval", interval, minimum=1)
         self.verbose = verbose
         self.total_steps = 0
+
+    def on_train_begin(self, logs=None):
+        check_directory_exists("filepath", self.filepath)
 
     def on_step_end(self, step, logs=None):
         self.total_steps += 1
         if self.total_steps % self.interval:
             return
-        filepath = self.filepath.format(step=self.total_steps)
+        filepath = self.filepath.format(step=self.total_steps, **logs)
         if self.verbose > 0:
             print(f"Step {self.total_steps}: saving model to {filepath}")
         self.model.save_weights(filepath, overwrite=True)
@@ -440,3 +447,84 @@ class HardTargetUpdate(TargetModelUpdate):
     def on_step_end(self, step, logs=None):
         if self.model.step % self.interval == 0:
             self.model.update_target_model_hard()
+
+
+def current_epsilon(policy) -> float | None:
+    """The exploration rate a policy uses now, if it has one (annealed or fixed)."""
+    if hasattr(policy, "get_current_value") and getattr(policy, "attr", None) == "eps":
+        return float(policy.get_current_value())
+    eps = getattr(policy, "eps", None)
+    return None if eps is None else float(eps)
+
+
+class TensorBoard(Callback):
+    """Writes training curves as TensorBoard event files under ``log_dir``.
+
+    The step axis is the agent's environment-step counter, which continues across ``fit``
+    calls. Tags:
+
+    - ``episode/reward``, ``episode/length``, ``episode/epsilon``: once per episode.
+    - ``train/loss``, ``train/<metric>`` for each compiled metric, ``train/mean_q``: the mean
+      over the training steps of the last ``update_freq`` environment steps.
+    - ``train/steps_per_second``: environment steps per second over that stretch.
+    - ``weights/<variable path>``: histograms of the online network's weights every
+      ``histogram_freq`` episodes (0: never).
+    """
+
+    def __init__(self, log_dir: str, update_freq: int = 100, histogram_freq: int = 0) -> None:
+        super().__init__()
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = check_int("update_freq", update_freq, minimum=1)
+        self.histogram_freq = check_int("histogram_freq", histogram_freq, minimum=0)
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self.metrics_names = self.model.metrics_names
+        self._reset_stretch()
+
+    def _reset_stretch(self) -> None:
+        self._sums = np.zeros(len(self.metrics_names))
+        self._counts = np.zeros(len(self.metrics_names))
+        self._stretch_start = timeit.default_timer()
+        self._stretch_steps = 0
+
+    def on_step_end(self, step, logs=None):
+        metrics = logs["metrics"]
+        if len(metrics) and not np.isnan(metrics[0]):
+            finite = np.isfinite(metrics)
+            self._sums[finite] += np.asarray(metrics)[finite]
+            self._counts[finite] += 1
+        self._stretch_steps += 1
+        if self._stretch_steps >= self.update_freq:
+            self._write_stretch(self.model.step + 1)
+
+    def _write_stretch(self, step: int) -> None:
+        elapsed = max(timeit.default_timer() - self._stretch_start, 1e-9)
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("train/steps_per_second", self._stretch_steps / elapsed)
+            for name, total, count in zip(self.metrics_names, self._sums, self._counts):
+                if count and not name.startswith("mean_eps"):
+                    tf.summary.scalar(f"train/{name}", total / count)
+        self._reset_stretch()
+
+    def on_episode_end(self, episode, logs=None):
+        with self._writer.as_default(step=self.model.step):
+            tf.summary.scalar("episode/reward", logs["episode_reward"])
+            tf.summary.scalar("episode/length", logs["nb_episode_steps"])
+            epsilon = current_epsilon(self.model.policy)
+            if epsilon is not None:
+                tf.summary.scalar("episode/epsilon", epsilon)
+            if self.histogram_freq and (episode + 1) % self.histogram_freq == 0:
+                for weight in self.model.model.weights:
+                    tf.summary.histogram(f"weights/{weight.path}", weight.numpy())
+
+    def on_train_end(self, logs=None):
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -196,7 +196,12 @@ class Agent:
         ``on_train_end`` and returns the History so far.
         """
         self._check_loop_arguments(
-            env, "fit", action_repetition, nb_max_start_steps, nb_max_episode_steps
+            env,
+            "fit",
+            action_repetition,
+            nb_max_start_steps,
+            nb_max_episode_steps,
+            start_step_policy,
         )
         nb_steps = check_int("nb_steps", nb_steps, minimum=0)
         log_interval = check_int("log_interval", log_interval, minimum=1)
@@ -254,7 +259,12 @@ class Agent:
         counter are left untouched.
         """
         self._check_loop_arguments(
-            env, "test", action_repetition, nb_max_start_steps, nb_max_episode_steps
+            env,
+            "test",
+            action_repetition,
+            nb_max_start_steps,
+            nb_max_episode_steps,
+            start_step_policy,
         )
         nb_episodes = check_int("nb_episodes", nb_episodes, minimum=0)
         history = History()
@@ -284,13 +294,24 @@ class Agent:
         return history
 
     def _check_loop_arguments(
-        self, env, method, action_repetition, nb_max_start_steps, nb_max_episode_steps
+        self,
+        env,
+        method,
+        action_repetition,
+        nb_max_start_steps,
+        nb_max_episode_steps,
+        start_step_policy=None,
     ) -> None:
         if not self.compiled:
             raise RuntimeError(
                 f"{method}: the agent is not compiled yet; call agent.compile(optimizer) first"
             )
         check_int("action_repetition", action_repetition, minimum=1)
+        if start_step_policy is not None and not callable(start_step_policy):
+            raise TypeError(
+                f"start_step_policy: expected None or a function observation -> action, "
+                f"got {start_step_policy!r}"
+            )
         check_int("nb_max_start_steps", nb_max_start_steps, minimum=0)
         if nb_max_episode_steps is not None:
             check_int("nb_max_episode_steps", nb_max_episode_steps, minimum=1)

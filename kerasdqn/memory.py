@@ -28,7 +28,8 @@ Experience.__doc__ = """One transition as keras-rl returned it: in ``state0``, `
 class TransitionBatch(NamedTuple):
     """A minibatch of transitions as arrays, the first axis running over the batch.
 
-    ``state0`` and ``state1`` have shape ``(batch, window_length) + observation_shape``.
+    ``state0`` and ``state1`` have shape ``(batch, window_length) + observation_shape``;
+    ``steps`` counts the environment steps each transition spans (None: one each).
     """
 
     state0: np.ndarray
@@ -36,6 +37,7 @@ class TransitionBatch(NamedTuple):
     reward: np.ndarray
     state1: np.ndarray
     terminal1: np.ndarray
+    steps: np.ndarray | None = None
 
 
 class SequentialMemory:
@@ -193,6 +195,7 @@ class SequentialMemory:
         Only transitions whose next observation is still stored are drawn; final observations
         never start one.
         """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         if self.nb_transitions == 0:
             raise ValueError(
                 "the memory holds no complete transition yet; append at least two observations "
@@ -210,34 +213,67 @@ class SequentialMemory:
             missing = missing[~valid]
         return indices
 
-    def sample_batch(self, batch_size: int) -> TransitionBatch:
-        """A minibatch of ``batch_size`` transitions as arrays (the fast path)."""
-        return self.batch_at(self.sample_indices(batch_size))
+    def sample_batch(self, batch_size: int, n_step: int = 1, gamma: float = 1.0) -> TransitionBatch:
+        """A minibatch of ``batch_size`` transitions as arrays (the fast path).
 
-    def batch_at(self, indices: np.ndarray) -> TransitionBatch:
-        """The transitions starting at the given buffer positions, with stacked windows."""
+        With ``n_step > 1`` each transition spans up to ``n_step`` steps (see ``batch_at``).
+        """
+        return self.batch_at(self.sample_indices(batch_size), n_step, gamma)
+
+    def batch_at(self, indices: np.ndarray, n_step: int = 1, gamma: float = 1.0) -> TransitionBatch:
+        """The transitions starting at the given buffer positions, with stacked windows.
+
+        With ``n_step > 1``, a transition runs ``k <= n_step`` steps ahead: ``reward`` is
+        ``r_0 + gamma r_1 + ... + gamma^(k-1) r_(k-1)``, ``state1`` the state ``k`` steps on and
+        ``steps`` holds ``k``. It stops early where the episode terminated or ended, or where
+        the memory holds nothing newer.
+        """
         indices = np.asarray(indices, dtype=np.int64)
-        offsets = np.arange(-self.window_length + 1, 2)
-        positions = (indices[:, np.newaxis] + offsets) % self.limit
-        frames = self._observations[positions]
-        if self.window_length > 1:
-            frames[~self._frames_in_episode(indices)] = 0
+        steps, reward, terminal1 = self._n_step_returns(indices, n_step, gamma)
+        window = self.window_length
+        offsets = np.arange(-window + 1, n_step + 1)
+        frames = self._observations[(indices[:, np.newaxis] + offsets) % self.limit]
+        if window > 1:
+            frames[~self._frames_in_episode(indices, n_step)] = 0
+        if n_step == 1:
+            state1 = frames[:, 1:]
+        else:
+            rows = np.arange(len(indices))[:, np.newaxis]
+            state1 = frames[rows, steps[:, np.newaxis] + np.arange(window)]
         return TransitionBatch(
-            state0=frames[:, :-1],
+            state0=frames[:, :window],
             action=self._actions[indices],
-            reward=self._rewards[indices],
-            state1=frames[:, 1:],
-            terminal1=self._terminals[indices],
+            reward=reward,
+            state1=state1,
+            terminal1=terminal1,
+            steps=steps,
         )
 
-    def _frames_in_episode(self, indices: np.ndarray) -> np.ndarray:
-        """Mask over the window frames ``indices - w + 1 ... indices + 1`` that may be stacked.
+    def _n_step_returns(self, indices: np.ndarray, n_step: int, gamma: float):
+        """``(steps, discounted reward sum, terminal)`` of transitions of up to ``n_step``."""
+        reward = self._rewards[indices].copy()
+        terminal = self._terminals[indices].copy()
+        steps = np.ones(len(indices), dtype=np.int64)
+        newest = (self._next_index - 1) % self.limit
+        going_on = ~terminal
+        for ahead in range(1, n_step):
+            position = (indices + ahead) % self.limit
+            # The transition from `position` belongs to this episode and is complete.
+            going_on &= ~self._finals[position] & (position != newest)
+            reward[going_on] += gamma**ahead * self._rewards[position[going_on]]
+            steps[going_on] += 1
+            terminal[going_on] = self._terminals[position[going_on]]
+            going_on &= ~terminal
+        return steps, reward, terminal
+
+    def _frames_in_episode(self, indices: np.ndarray, n_step: int = 1) -> np.ndarray:
+        """Mask over the window frames ``indices - w + 1 ... indices + n_step`` to stack.
 
         A frame ``k`` steps before the transition's start is usable if it is still stored and,
         unless episode boundaries are ignored, no final observation lies between them.
         """
         batch = indices.shape[0]
-        usable = np.ones((batch, self.window_length + 1), dtype=np.bool_)
+        usable = np.ones((batch, self.window_length + n_step), dtype=np.bool_)
         newest = (self._next_index - 1) % self.limit
         age = (newest - indices) % self.limit
         still_usable = np.ones(batch, dtype=np.bool_)

@@ -14,7 +14,7 @@ import h5py
 import keras
 import numpy as np
 
-from kerasdqn._files import atomic_path, check_writable
+from kerasdqn._files import atomic_path, check_path, check_writable
 
 
 def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrite: bool = False):
@@ -57,7 +57,7 @@ def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
     Every shape is checked before any weight is assigned, so a mismatch leaves the model as it
     was. Raises ``FileNotFoundError`` or ``ValueError`` naming the file on any problem.
     """
-    filepath = os.fspath(filepath)
+    filepath = check_path("filepath", filepath)
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"filepath: no weights file at {filepath!r}")
     try:

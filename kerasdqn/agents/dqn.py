@@ -30,7 +30,7 @@ from kerasdqn.callbacks import HardTargetUpdate, SoftTargetUpdate, TargetModelUp
 from kerasdqn.core import Agent, Processor
 from kerasdqn.inference import make_q_function
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine
-from kerasdqn.memory import SequentialMemory
+from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
 from kerasdqn.weights import load_model_weights, save_model_weights
 
@@ -74,6 +74,8 @@ class DQNAgent(Agent):
         custom_model_objects: custom layers etc. needed to clone ``model``.
         gradient_steps: gradient steps each time the agent learns (Stable-Baselines3's
             ``gradient_steps``); 1 is keras-rl's behaviour.
+        n_step: learn from n-step returns: ``r_0 + ... + gamma^(n-1) r_(n-1) + gamma^n
+            max_a Q_target(s_n, a)``, cut short at episode ends; 1 is plain DQN.
         seed: seeds exploration and replay sampling (see ``Agent``).
         fast_acting: evaluate the network with NumPy for acting when its layers allow it.
         jit_compile: compile the training function with XLA.
@@ -100,6 +102,7 @@ class DQNAgent(Agent):
         processor: Processor | None = None,
         custom_model_objects: dict | None = None,
         gradient_steps: int = 1,
+        n_step: int = 1,
         seed: int | None = None,
         fast_acting: bool = True,
         jit_compile: bool = True,
@@ -118,10 +121,16 @@ class DQNAgent(Agent):
             )
         self.delta_clip = check_float("delta_clip", delta_clip, 0.0, low_open=True, allow_inf=True)
         self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=1)
+        self.n_step = check_int("n_step", n_step, minimum=1)
         self.jit_compile = check_bool("jit_compile", jit_compile)
         self.enable_double_dqn = check_bool("enable_double_dqn", enable_double_dqn)
         self.enable_dueling_network = check_bool("enable_dueling_network", enable_dueling_network)
         self.dueling_type = check_choice("dueling_type", dueling_type, DUELING_TYPES)
+        if custom_model_objects is not None and not isinstance(custom_model_objects, dict):
+            raise TypeError(
+                "custom_model_objects: expected a dict of names to custom classes or "
+                f"functions, got {custom_model_objects!r}"
+            )
         self.custom_model_objects = dict(custom_model_objects or {})
         self.target_model_update = _check_target_model_update(target_model_update)
         self.memory = _check_memory(memory)
@@ -260,13 +269,22 @@ class DQNAgent(Agent):
     def finish_episode(self, observation) -> None:
         self.memory.append_final(observation, training=self.training)
 
-    def learn(self) -> np.ndarray:
-        """Sample ``gradient_steps`` minibatches and take a gradient step on each.
+    def learn(self, batch: TransitionBatch | None = None) -> np.ndarray:
+        """Take ``gradient_steps`` gradient steps, each on ``batch_size`` transitions.
 
-        Returns the mean loss, metrics and ``mean_q`` over those steps, followed by the
-        policy's and processor's metrics.
+        ``batch``: the transitions to learn from, ``batch_size * gradient_steps`` of them
+        (default: sampled from the memory). Returns the mean loss, metrics and ``mean_q`` over
+        the steps, followed by the policy's and processor's metrics.
         """
-        inputs = self._training_inputs()
+        needed = self.batch_size * self.gradient_steps
+        if batch is None:
+            batch = self.memory.sample_batch(needed, n_step=self.n_step, gamma=self.gamma)
+        elif len(batch.action) != needed:
+            raise ValueError(
+                f"batch: expected batch_size * gradient_steps = {needed} transitions, "
+                f"got {len(batch.action)}"
+            )
+        inputs = self._training_inputs(batch)
         if self._learn_function is None:
             self._learn_function = self._build_learn_function(inputs)
         outputs = self._learn_function(*inputs)
@@ -283,12 +301,12 @@ class DQNAgent(Agent):
             extra += list(self.processor.metrics)
         return np.concatenate([stats, np.asarray(extra, dtype=stats.dtype)]) if extra else stats
 
-    def _training_inputs(self) -> list[np.ndarray]:
+    def _training_inputs(self, batch: TransitionBatch) -> list[np.ndarray]:
         """Arrays ``[state0, action, reward, discount, state1]``, each ``(K, batch, ...)``."""
-        batch = self.memory.sample_batch(self.batch_size * self.gradient_steps)
         state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
         state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
-        discount = (self.gamma * (1.0 - batch.terminal1)).astype(np.float32)
+        steps = 1 if batch.steps is None else batch.steps
+        discount = (self.gamma**steps * (1.0 - batch.terminal1)).astype(np.float32)
         arrays = [
             state0,
             batch.action.astype(np.int32),
@@ -420,6 +438,7 @@ class DQNAgent(Agent):
             "enable_dueling_network": self.enable_dueling_network,
             "dueling_type": self.dueling_type,
             "gradient_steps": self.gradient_steps,
+            "n_step": self.n_step,
             "memory": self.memory.get_config(),
         }
 
