@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gymnasium  # noqa: E402
-import numpy as np  # noqa: E402
+import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -24,5 +24,6 @@ def cartpole():
 
 
 @pytest.fixture(autouse=True)
-def _seed_numpy():
-    np.random.seed(0)
+def _seed_everything():
+    """Each test starts from the same seeds: Python's, NumPy's and Keras's weight init."""
+    keras.utils.set_random_seed(0)
