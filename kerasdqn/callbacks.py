@@ -207,7 +207,8 @@ class TrainIntervalLogger(Callback):
     """``verbose=1``: a Keras progress bar per ``interval`` steps, then a summary line.
 
     The bar shows steps per second, the last episode's reward, and the running means of the
-    loss, the metrics and the annealed exploration value.
+    loss, the metrics and the annealed exploration value. Intervals count the agent's steps,
+    so a resumed run carries on its numbering.
     """
 
     def __init__(self, interval: int = 10000) -> None:
@@ -217,7 +218,7 @@ class TrainIntervalLogger(Callback):
     def on_train_begin(self, logs=None):
         self.train_start = timeit.default_timer()
         self.metrics_names = self.model.metrics_names
-        self.step = 0
+        self.step = self.model.step
         print(f"Training for {self.params['nb_steps']} steps ...")
         self._start_interval()
 
@@ -273,6 +274,7 @@ class TrainIntervalLogger(Callback):
             return
         self.last_display = now
         done = self.step - self.interval_first_step
+        position = self.step % self.interval or (self.interval if done else 0)
         values = [("steps/s", done / max(now - self.interval_start, 1e-9))]
         if self.episode_rewards:
             values.append(("episode_reward", self.episode_rewards[-1]))
@@ -281,11 +283,7 @@ class TrainIntervalLogger(Callback):
             for name, value in zip(self.metrics_names, self._metric_means())
             if np.isfinite(value)
         ]
-        self.progbar.update(
-            done if done < self.interval else self.interval,
-            values=values,
-            finalize=force and done > 0,
-        )
+        self.progbar.update(position, values=values, finalize=force and done > 0)
 
     def on_episode_end(self, episode, logs=None):
         self.episode_rewards.append(logs["episode_reward"])
@@ -352,8 +350,8 @@ def _json_number(value):
 class ModelIntervalCheckpoint(Callback):
     """Saves the agent's weights every ``interval`` steps to ``filepath``.
 
-    ``filepath`` may hold ``{step}`` (steps done in this fit) and, as in keras-rl, the step's
-    log entries such as ``{episode}``.
+    ``filepath`` may hold ``{step}`` (the agent's step count, which continues across ``fit``
+    calls and checkpoints) and, as in keras-rl, the step's log entries such as ``{episode}``.
     """
 
     def __init__(self, filepath: str, interval: int, verbose: int = 0) -> None:
@@ -361,18 +359,17 @@ class ModelIntervalCheckpoint(Callback):
         self.filepath = check_path("filepath", filepath)
         self.interval = check_int("interval", interval, minimum=1)
         self.verbose = verbose
-        self.total_steps = 0
 
     def on_train_begin(self, logs=None):
         check_directory_exists("filepath", self.filepath)
 
     def on_step_end(self, step, logs=None):
-        self.total_steps += 1
-        if self.total_steps % self.interval:
+        steps = self.model.step + 1
+        if steps % self.interval:
             return
-        filepath = self.filepath.format(step=self.total_steps, **logs)
+        filepath = self.filepath.format(step=steps, **logs)
         if self.verbose > 0:
-            print(f"Step {self.total_steps}: saving model to {filepath}")
+            print(f"Step {steps}: saving model to {filepath}")
         self.model.save_weights(filepath, overwrite=True)
 
 

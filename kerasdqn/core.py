@@ -18,6 +18,7 @@ keras-rl treated both as terminal; kerasdqn bootstraps through truncation.
 from __future__ import annotations
 
 import math
+import os
 import timeit
 import warnings
 
@@ -162,6 +163,10 @@ class Agent:
     def _on_test_end(self) -> None:
         pass
 
+    def save_checkpoint(self, filepath, pending_observation=None) -> None:
+        """Write everything training depends on (see ``DQNAgent.save_checkpoint``)."""
+        raise NotImplementedError
+
     # --------------------------------------------------------------- the loop
 
     def fit(
@@ -176,6 +181,8 @@ class Agent:
         start_step_policy=None,
         log_interval: int = 10000,
         nb_max_episode_steps: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_interval: int | None = None,
     ) -> History:
         """Train for ``nb_steps`` more environment steps; return the episodes' History.
 
@@ -191,51 +198,49 @@ class Agent:
             log_interval: steps per progress bar with ``verbose=1``.
             nb_max_episode_steps: cut episodes off after that many steps, as a time limit:
                 the cut is a truncation, so the last transition still bootstraps.
+            checkpoint_dir: write ``checkpoint.h5`` there (atomically) every
+                ``checkpoint_interval`` steps, when training ends and when it is interrupted.
+            checkpoint_interval: steps between checkpoints (None: only at the end).
 
-        Ctrl-C or SIGTERM stops at the end of the current step, runs the callbacks'
-        ``on_train_end`` and returns the History so far.
+        Ctrl-C or SIGTERM stops at the end of the current step, saves a checkpoint if
+        ``checkpoint_dir`` is set, runs the callbacks' ``on_train_end`` and returns the History
+        so far.
         """
-        self._check_loop_arguments(
+        loop = self._loop(
             env,
             "fit",
+            callbacks,
             action_repetition,
             nb_max_start_steps,
-            nb_max_episode_steps,
             start_step_policy,
+            nb_max_episode_steps,
         )
         nb_steps = check_int("nb_steps", nb_steps, minimum=0)
         log_interval = check_int("log_interval", log_interval, minimum=1)
+        checkpoints = _Checkpoints(self, checkpoint_dir, checkpoint_interval)
         logger = {1: TrainIntervalLogger(log_interval), 2: TrainEpisodeLogger()}.get(verbose)
         history = History()
-        callbacks = self._callback_list(
-            callbacks, logger, visualize, history, env, {"nb_steps": nb_steps}, training=True
+        loop.callbacks = self._callback_list(
+            loop, logger, visualize, history, {"nb_steps": nb_steps}, training=True
         )
         self.training = True
         self._on_train_begin()
-        callbacks.on_train_begin()
+        loop.callbacks.on_train_begin()
         end_step = self.step + nb_steps
-        episode = None
         did_abort = False
         with StopRequest() as stop:
             try:
                 while self.step < end_step and not stop.requested:
-                    if episode is None:
-                        episode = self._begin_episode(
-                            env, callbacks, self.episode, nb_max_start_steps, start_step_policy
-                        )
-                        self.episode += 1
-                    if self._run_step(
-                        env, episode, callbacks, action_repetition, nb_max_episode_steps
-                    ):
-                        self._end_episode(episode, callbacks)
-                        episode = None
+                    self._train_step(loop)
+                    checkpoints.after_step(loop.episode)
             except KeyboardInterrupt:
                 did_abort = True
-            if episode is not None:
+            if loop.episode is not None:
                 # Close the unfinished episode, so no stored transition crosses into the next.
-                self.finish_episode(episode.observation)
+                self.finish_episode(loop.episode.observation)
+            checkpoints.at_end()
             did_abort = did_abort or stop.requested
-        callbacks.on_train_end({"did_abort": did_abort})
+        loop.callbacks.on_train_end({"did_abort": did_abort})
         self._on_train_end()
         self.training = False
         return history
@@ -258,98 +263,109 @@ class Agent:
         episode's steps, as in keras-rl's test) per episode. The replay memory and the step
         counter are left untouched.
         """
-        self._check_loop_arguments(
+        loop = self._loop(
             env,
             "test",
+            callbacks,
             action_repetition,
             nb_max_start_steps,
-            nb_max_episode_steps,
             start_step_policy,
+            nb_max_episode_steps,
         )
         nb_episodes = check_int("nb_episodes", nb_episodes, minimum=0)
         history = History()
-        callbacks = self._callback_list(
-            callbacks,
-            TestLogger() if verbose >= 1 else None,
-            visualize,
-            history,
-            env,
-            {"nb_episodes": nb_episodes},
-            training=False,
+        logger = TestLogger() if verbose >= 1 else None
+        loop.callbacks = self._callback_list(
+            loop, logger, visualize, history, {"nb_episodes": nb_episodes}, training=False
         )
         self.training = False
         self._on_test_begin()
-        callbacks.on_train_begin()
+        loop.callbacks.on_train_begin()
         for index in range(nb_episodes):
-            episode = self._begin_episode(
-                env, callbacks, index, nb_max_start_steps, start_step_policy
-            )
-            while not self._run_step(
-                env, episode, callbacks, action_repetition, nb_max_episode_steps
-            ):
+            loop.episode = self._begin_episode(loop, index)
+            while not self._run_step(loop):
                 pass
-            self._end_episode(episode, callbacks)
-        callbacks.on_train_end()
+            self._end_episode(loop)
+        loop.callbacks.on_train_end()
         self._on_test_end()
         return history
 
-    def _check_loop_arguments(
+    def _loop(
         self,
         env,
         method,
+        callbacks,
         action_repetition,
         nb_max_start_steps,
+        start_step_policy,
         nb_max_episode_steps,
-        start_step_policy=None,
-    ) -> None:
+    ) -> _Loop:
+        """Check the arguments ``fit`` and ``test`` share; gather them."""
         if not self.compiled:
             raise RuntimeError(
                 f"{method}: the agent is not compiled yet; call agent.compile(optimizer) first"
             )
+        if callbacks is not None and not isinstance(callbacks, list | tuple):
+            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}")
         check_int("action_repetition", action_repetition, minimum=1)
+        check_int("nb_max_start_steps", nb_max_start_steps, minimum=0)
         if start_step_policy is not None and not callable(start_step_policy):
             raise TypeError(
-                f"start_step_policy: expected None or a function observation -> action, "
+                "start_step_policy: expected None or a function observation -> action, "
                 f"got {start_step_policy!r}"
             )
-        check_int("nb_max_start_steps", nb_max_start_steps, minimum=0)
         if nb_max_episode_steps is not None:
             check_int("nb_max_episode_steps", nb_max_episode_steps, minimum=1)
         self.check_env(env)
+        return _Loop(
+            env,
+            list(callbacks or []),
+            action_repetition,
+            nb_max_start_steps,
+            start_step_policy,
+            nb_max_episode_steps,
+        )
 
-    def _callback_list(self, callbacks, logger, visualize, history, env, params, training):
-        if callbacks is not None and not isinstance(callbacks, list | tuple):
-            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}")
-        chosen = list(callbacks or [])
+    def _callback_list(self, loop, logger, visualize, history, params, training):
+        chosen = list(loop.callbacks)
         chosen += self._own_callbacks() if training else []
         chosen += [logger] if logger is not None else []
         chosen += [Visualizer()] if visualize else []
         chosen.append(history)
-        return CallbackList(chosen, self, env, params)
+        return CallbackList(chosen, self, loop.env, params)
 
     def _own_callbacks(self) -> list:
         """Callbacks the agent itself needs during ``fit`` (e.g. target-network updates)."""
         return []
 
-    def _begin_episode(self, env, callbacks, index, nb_max_start_steps, start_step_policy):
-        callbacks.on_episode_begin(index)
+    def _train_step(self, loop: _Loop) -> None:
+        """One training step, beginning or ending an episode as needed."""
+        if loop.episode is None:
+            loop.episode = self._begin_episode(loop, self.episode)
+            self.episode += 1
+        if self._run_step(loop):
+            self._end_episode(loop)
+            loop.episode = None
+
+    def _begin_episode(self, loop: _Loop, index: int) -> _Episode:
+        loop.callbacks.on_episode_begin(index)
         self.reset_states()
-        observation = self._reset(env)
+        observation = self._reset(loop.env)
         nb_random_steps = 0
-        if nb_max_start_steps:
-            nb_random_steps = int(self.rng.integers(nb_max_start_steps + 1))
+        if loop.nb_max_start_steps:
+            nb_random_steps = int(self.rng.integers(loop.nb_max_start_steps + 1))
         for _ in range(nb_random_steps):
-            if start_step_policy is None:
-                action = int(self.rng.integers(env.action_space.n))
+            if loop.start_step_policy is None:
+                action = int(self.rng.integers(loop.env.action_space.n))
             else:
-                action = start_step_policy(observation)
+                action = loop.start_step_policy(observation)
             action = self.processor.process_action(action) if self.processor else action
-            callbacks.on_action_begin(action)
-            observation, _, terminated, truncated, _ = self._env_step(env, action)
-            callbacks.on_action_end(action)
+            loop.callbacks.on_action_begin(action)
+            observation, _, terminated, truncated, _ = self._env_step(loop.env, action)
+            loop.callbacks.on_action_end(action)
             if terminated or truncated:
                 _warn_start_steps(nb_random_steps)
-                observation = self._reset(env)
+                observation = self._reset(loop.env)
                 break
         return _Episode(index, observation)
 
@@ -375,20 +391,23 @@ class Agent:
         _check_finite(observation, reward, self.step)
         return observation, float(reward), bool(terminated), bool(truncated), info
 
-    def _run_step(self, env, episode, callbacks, action_repetition, nb_max_episode_steps) -> bool:
+    def _run_step(self, loop: _Loop) -> bool:
         """Act once, learn from it, and say whether the episode ended."""
+        episode, callbacks = loop.episode, loop.callbacks
         callbacks.on_step_begin(episode.step)
         action = self.forward(episode.observation)
         env_action = self.processor.process_action(action) if self.processor else action
         reward = 0.0
-        for _ in range(action_repetition):
+        for _ in range(loop.action_repetition):
             callbacks.on_action_begin(env_action)
-            observation, step_reward, terminated, truncated, info = self._env_step(env, env_action)
+            observation, step_reward, terminated, truncated, info = self._env_step(
+                loop.env, env_action
+            )
             callbacks.on_action_end(env_action)
             reward += step_reward
             if terminated or truncated:
                 break
-        if nb_max_episode_steps is not None and episode.step + 1 >= nb_max_episode_steps:
+        if loop.nb_max_episode_steps is not None and episode.step + 1 >= loop.nb_max_episode_steps:
             truncated = True
         metrics = self.backward(reward, terminal=terminated, truncated=truncated)
         episode.record(reward, metrics)
@@ -409,7 +428,8 @@ class Agent:
         episode.observation = observation
         return terminated or truncated
 
-    def _end_episode(self, episode, callbacks) -> None:
+    def _end_episode(self, loop: _Loop) -> None:
+        episode = loop.episode
         self.finish_episode(episode.observation)
         logs = {
             "episode_reward": episode.reward,
@@ -423,7 +443,56 @@ class Agent:
             else:
                 means = np.full(len(names), np.nan)
             logs.update((name, float(value)) for name, value in zip(names, means))
-        callbacks.on_episode_end(episode.index, logs)
+        loop.callbacks.on_episode_end(episode.index, logs)
+
+
+class _Loop:
+    """The options of one ``fit`` or ``test`` call, and the episode in progress."""
+
+    def __init__(
+        self,
+        env,
+        callbacks,
+        action_repetition,
+        nb_max_start_steps,
+        start_step_policy,
+        nb_max_episode_steps,
+    ) -> None:
+        self.env = env
+        self.callbacks = callbacks
+        self.action_repetition = action_repetition
+        self.nb_max_start_steps = nb_max_start_steps
+        self.start_step_policy = start_step_policy
+        self.nb_max_episode_steps = nb_max_episode_steps
+        self.episode: _Episode | None = None
+
+
+class _Checkpoints:
+    """Writes ``checkpoint_dir/checkpoint.h5`` every ``interval`` steps and at the end."""
+
+    def __init__(self, agent: Agent, directory, interval) -> None:
+        self.agent = agent
+        self.interval = (
+            None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
+        )
+        if directory is None:
+            if interval is not None:
+                raise ValueError("checkpoint_interval: set checkpoint_dir too")
+            self.path = None
+            return
+        if not isinstance(directory, str | os.PathLike):
+            raise TypeError(f"checkpoint_dir: expected a directory path, got {directory!r}")
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(os.fspath(directory), "checkpoint.h5")
+
+    def after_step(self, episode: _Episode | None) -> None:
+        if self.path and self.interval and self.agent.step % self.interval == 0:
+            pending = None if episode is None else episode.observation
+            self.agent.save_checkpoint(self.path, pending_observation=pending)
+
+    def at_end(self) -> None:
+        if self.path:
+            self.agent.save_checkpoint(self.path)
 
 
 def _check_finite(observation, reward, step: int) -> None:

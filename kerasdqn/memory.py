@@ -65,7 +65,10 @@ class SequentialMemory:
             "ignore_episode_boundaries", ignore_episode_boundaries
         )
         self.rng: np.random.Generator | None = None
+        self._allocate()
 
+    def _allocate(self) -> None:
+        """Start empty (observation storage is allocated at the first append)."""
         self._observations: np.ndarray | None = None
         self._actions = np.zeros(self.limit, dtype=np.int32)
         self._rewards = np.zeros(self.limit, dtype=np.float32)
@@ -302,6 +305,48 @@ class SequentialMemory:
             )
             for i in range(len(batch.action))
         ]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything stored, as arrays and plain numbers (for checkpoints; no pickling)."""
+        filled = self._nb_entries
+        state: dict[str, Any] = {
+            "actions": self._actions[:filled],
+            "rewards": self._rewards[:filled],
+            "terminals": self._terminals[:filled],
+            "finals": self._finals[:filled],
+            "next_index": self._next_index,
+            "previous_ended": self._previous_ended,
+        }
+        if self._observations is not None:
+            state["observations"] = self._observations[:filled]
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned, after checking it fits this memory."""
+        filled = len(state["actions"])
+        if filled > self.limit or not 0 <= int(state["next_index"]) < self.limit:
+            raise ValueError(
+                f"state: it holds {filled} entries but this memory's limit is {self.limit}"
+            )
+        if filled and "observations" not in state:
+            raise ValueError("state: entries without observations")
+        self._allocate()
+        if filled:
+            observations = np.asarray(state["observations"])
+            self._observations = np.zeros(
+                (self.limit,) + observations.shape[1:], observations.dtype
+            )
+            self._observations[:filled] = observations
+        self._actions[:filled] = state["actions"]
+        self._rewards[:filled] = state["rewards"]
+        self._terminals[:filled] = state["terminals"]
+        self._finals[:filled] = state["finals"]
+        self._nb_entries = filled
+        self._nb_finals = int(np.count_nonzero(self._finals))
+        self._next_index = int(state["next_index"])
+        self._previous_ended = bool(state["previous_ended"])
 
     def _rng(self) -> np.random.Generator:
         if self.rng is None:

@@ -27,6 +27,7 @@ import tensorflow as tf
 from kerasdqn._checks import check_bool, check_choice, check_float, check_int
 from kerasdqn._compiled import CompiledCall
 from kerasdqn.callbacks import HardTargetUpdate, SoftTargetUpdate, TargetModelUpdate
+from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
 from kerasdqn.inference import make_q_function
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine
@@ -396,7 +397,26 @@ class DQNAgent(Agent):
         architecture; the target network gets a copy."""
         load_model_weights(self.model, filepath)
         self.update_target_model_hard()
+        self.refresh_acting_weights()
+
+    def refresh_acting_weights(self) -> None:
+        """Make acting use the online network's current weights (after setting them by hand)."""
         self._q_function.refresh()
+
+    def save_checkpoint(self, filepath: str | os.PathLike, pending_observation=None) -> None:
+        """Write everything training depends on to one HDF5 file, atomically: weights of both
+        networks, optimizer state, replay memory, counters, policy state and random state.
+
+        ``filepath`` may be a directory (then ``<directory>/checkpoint.h5``).
+        ``pending_observation``: the current observation of an unfinished episode, which
+        loading turns into that episode's (truncated) end.
+        """
+        save_checkpoint(self, checkpoint_path(filepath), pending_observation)
+
+    def load_checkpoint(self, filepath: str | os.PathLike) -> None:
+        """Restore a checkpoint written by ``save_checkpoint`` into this agent, which must be
+        built and compiled the same way. ``fit`` then continues every counter and schedule."""
+        load_checkpoint(self, checkpoint_path(filepath))
 
     # ----------------------------------------------------------------- checks
 
