@@ -24,12 +24,24 @@ def atomic_path(filepath: str | os.PathLike) -> Iterator[str]:
     try:
         yield temporary
         _fsync_file(temporary)
+        os.chmod(temporary, _mode_for(filepath))
         os.replace(temporary, filepath)
         _fsync_directory(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+
+
+def _mode_for(filepath: str) -> int:
+    """The permissions a new file would get (the temporary file's are owner-only), or those
+    of the file being replaced."""
+    try:
+        return os.stat(filepath).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_file(path: str) -> None:

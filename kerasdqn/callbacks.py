@@ -219,14 +219,20 @@ class TrainIntervalLogger(Callback):
         self.train_start = timeit.default_timer()
         self.metrics_names = self.model.metrics_names
         self.step = self.model.step
+        self.interval_open = False
         print(f"Training for {self.params['nb_steps']} steps ...")
-        self._start_interval()
 
     def on_train_end(self, logs=None):
-        self._show_progress(force=True)
+        if self.interval_open:
+            self._show_progress(force=True)
         print(f"done, took {timeit.default_timer() - self.train_start:.3f} seconds")
 
+    def on_step_begin(self, step, logs=None):
+        if not self.interval_open:
+            self._start_interval()
+
     def _start_interval(self) -> None:
+        self.interval_open = True
         self.interval_start = timeit.default_timer()
         self.interval_first_step = self.step
         self.episode_rewards: list[float] = []
@@ -264,7 +270,7 @@ class TrainIntervalLogger(Callback):
             if self.episode_rewards:
                 print(self._summary())
             print()
-            self._start_interval()
+            self.interval_open = False
         else:
             self._show_progress()
 

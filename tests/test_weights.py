@@ -504,3 +504,14 @@ def test_keras2_reads_the_weights_kerasdqn_wrote(keras2_reading, network):
     np.testing.assert_allclose(
         np.asarray(read["q_values"]), agent.compute_batch_q_values(STATES), rtol=1e-5, atol=1e-5
     )
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    agent = DQNAgent(build_mlp((1, 4), 2, (8,)), nb_actions=2, memory=SequentialMemory(100))
+    path = tmp_path / "w.h5"
+    umask = os.umask(0o022)
+    try:
+        agent.save_weights(path)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
