@@ -70,6 +70,7 @@ class SequentialMemory:
     def _allocate(self) -> None:
         """Start empty (observation storage is allocated at the first append)."""
         self._observations: np.ndarray | None = None
+        self._observation_shape: tuple | None = None
         self._actions = np.zeros(self.limit, dtype=np.int32)
         self._rewards = np.zeros(self.limit, dtype=np.float32)
         self._terminals = np.zeros(self.limit, dtype=np.bool_)
@@ -102,6 +103,7 @@ class SequentialMemory:
         observation given to ``append_final``.
         With ``training=False`` only the window used by ``get_recent_state`` is updated.
         """
+        observation = self._checked(observation)
         self._remember_recent(observation, ended=bool(terminal) or bool(truncated))
         if not training:
             return
@@ -111,37 +113,53 @@ class SequentialMemory:
 
     def append_final(self, observation: Any, training: bool = True) -> None:
         """Store the last observation of an episode, from which no transition starts."""
-        self._recent.clear()
-        self._recent_ended = False
+        observation = self._checked(observation)
+        self._remember_final(observation)
         if not training:
             return
         self._write(observation, 0, 0.0, False, final=True)
         self._previous_ended = False
 
     def clear_recent(self) -> None:
-        """Forget the observations that ``get_recent_state`` stacks (a new episode begins)."""
-        self._recent.clear()
+        """A new episode begins: forget the observations ``get_recent_state`` stacks (unless
+        episode boundaries are ignored)."""
         self._recent_ended = False
-
-    def _remember_recent(self, observation: Any, ended: bool) -> None:
-        if self._recent_ended:
-            # keras-rl's protocol: this is the final observation of the episode that just ended.
+        if not self.ignore_episode_boundaries:
             self._recent.clear()
-            self._recent_ended = False
-            return
-        if self.window_length > 1:
-            self._recent.append(np.array(observation, copy=True))
-        self._recent_ended = ended
 
-    def _write(self, observation: Any, action: int, reward: float, terminal: bool, final: bool):
+    def _checked(self, observation: Any) -> np.ndarray:
+        """``observation`` as an array, if its shape is that of the earlier ones."""
         observation = np.asarray(observation)
-        if self._observations is None:
-            self._observations = np.zeros((self.limit,) + observation.shape, observation.dtype)
-        elif observation.shape != self._observations.shape[1:]:
+        if self._observation_shape is None:
+            self._observation_shape = observation.shape
+        elif observation.shape != self._observation_shape:
             raise ValueError(
-                f"observation: expected shape {self._observations.shape[1:]} like the earlier "
+                f"observation: expected shape {self._observation_shape} like the earlier "
                 f"observations in this memory, got {observation.shape}"
             )
+        return observation
+
+    def _remember_recent(self, observation: np.ndarray, ended: bool) -> None:
+        if self._recent_ended:
+            # keras-rl's protocol: this is the final observation of the episode that just ended.
+            self._remember_final(observation)
+            return
+        if self.window_length > 1:
+            self._recent.append(observation.copy())
+        self._recent_ended = ended
+
+    def _remember_final(self, observation: np.ndarray) -> None:
+        self._recent_ended = False
+        if not self.ignore_episode_boundaries:
+            self._recent.clear()
+        elif self.window_length > 1:
+            self._recent.append(observation.copy())
+
+    def _write(
+        self, observation: np.ndarray, action: int, reward: float, terminal: bool, final: bool
+    ) -> None:
+        if self._observations is None:
+            self._observations = np.zeros((self.limit,) + observation.shape, observation.dtype)
         index = self._next_index
         if self._nb_entries == self.limit:
             self._nb_finals -= int(self._finals[index])
@@ -339,6 +357,7 @@ class SequentialMemory:
                 (self.limit,) + observations.shape[1:], observations.dtype
             )
             self._observations[:filled] = observations
+            self._observation_shape = observations.shape[1:]
         self._actions[:filled] = state["actions"]
         self._rewards[:filled] = state["rewards"]
         self._terminals[:filled] = state["terminals"]

@@ -235,7 +235,7 @@ class EndlessLoop(gymnasium.Env):
         return np.ones(1, np.float32), 1.0, False, False, {}
 
 
-def train_tabular(env, nb_steps=3000, **fit_kwargs) -> DQNAgent:
+def train_tabular(env, nb_steps=3000, n_step=1, **fit_kwargs) -> DQNAgent:
     nb_inputs = env.observation_space.shape[0]
     agent = DQNAgent(
         linear_model(nb_inputs, use_bias=False),
@@ -246,6 +246,7 @@ def train_tabular(env, nb_steps=3000, **fit_kwargs) -> DQNAgent:
         batch_size=32,
         nb_steps_warmup=100,
         target_model_update=0.1,
+        n_step=n_step,
         seed=0,
     )
     agent.compile(keras.optimizers.Adam(learning_rate=0.02))
@@ -253,18 +254,20 @@ def train_tabular(env, nb_steps=3000, **fit_kwargs) -> DQNAgent:
     return agent
 
 
-def test_q_values_converge_to_the_known_answer_when_episodes_terminate():
+@pytest.mark.parametrize("n_step", [1, 3], ids=["1-step", "3-step"])
+def test_q_values_converge_to_the_known_answer_when_episodes_terminate(n_step):
     env = OneHotCountdown(length=3)
-    agent = train_tabular(env)
+    agent = train_tabular(env, n_step=n_step)
     expected = {0: 1.75, 1: 1.5, 2: 1.0}
     for t, value in expected.items():
         q_values = agent.compute_q_values(np.eye(4, dtype=np.float32)[t][np.newaxis])
         np.testing.assert_allclose(q_values, [value, value], atol=0.05)
 
 
-def test_time_limit_truncation_bootstraps_to_the_infinite_horizon_value():
+@pytest.mark.parametrize("n_step", [1, 3], ids=["1-step", "3-step"])
+def test_time_limit_truncation_bootstraps_to_the_infinite_horizon_value(n_step):
     env = gymnasium.wrappers.TimeLimit(EndlessLoop(), max_episode_steps=3)
-    agent = train_tabular(env)
+    agent = train_tabular(env, n_step=n_step)
     q_values = agent.compute_q_values(np.ones((1, 1), np.float32))
     # 1 / (1 - gamma) = 2. Treating the time limit as terminal (keras-rl) would give 1.5.
     np.testing.assert_allclose(q_values, [2.0, 2.0], atol=0.05)
