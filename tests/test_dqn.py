@@ -349,3 +349,34 @@ def test_a_non_finite_reward_stops_training_with_a_clear_error():
     agent.compile("adam")
     with pytest.raises(FloatingPointError, match="reward at step 0 is nan"):
         agent.fit(NanReward(), nb_steps=10, verbose=0)
+
+
+def test_integer_observations_of_a_discrete_space_feed_an_embedding_model():
+    env = gymnasium.make("FrozenLake-v1", is_slippery=False)
+    env.reset(seed=0)
+    model = keras.Sequential(
+        [
+            keras.Input((1,), dtype="int32"),
+            keras.layers.Embedding(16, 8),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+        ]
+    )
+    agent = DQNAgent(
+        model,
+        nb_actions=4,
+        memory=SequentialMemory(5000),
+        policy=EpsGreedyQPolicy(0.5),
+        gamma=0.9,
+        nb_steps_warmup=200,
+        target_model_update=0.05,
+        seed=0,
+    )
+    agent.compile(keras.optimizers.Adam(0.01))
+    agent.fit(env, nb_steps=4000, verbose=0)
+
+    history = agent.test(env, nb_episodes=2, visualize=False, verbose=0)
+    assert history.history["episode_reward"] == [1.0, 1.0]
+    assert history.history["nb_episode_steps"] == [6, 6]
+    # The goal is six moves away and pays 1: the best start action is worth gamma^5.
+    assert max(agent.compute_q_values(np.array([0]))) == pytest.approx(0.9**5, abs=0.03)

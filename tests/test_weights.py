@@ -6,10 +6,12 @@ tf_keras; ``pattern_weights`` below recomputes the values that script gave every
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -27,7 +29,12 @@ pytestmark = pytest.mark.filterwarnings(
 DATA = Path(__file__).resolve().parent / "data"
 KERAS2_TUTORIAL = DATA / "keras2_cartpole_tutorial.h5"
 KERAS2_DUELING = DATA / "keras2_cartpole_dueling.h5"
-KERAS2_PYTHON = Path(os.environ.get("KERASDQN_KERAS2_PYTHON", "/work/venv_k2/bin/python"))
+def keras2_python() -> str | None:
+    """An interpreter with tf_keras (Keras 2): this one if it has it (the test extra installs
+    it), else the one KERASDQN_KERAS2_PYTHON names."""
+    if importlib.util.find_spec("tf_keras") is not None:
+        return sys.executable
+    return os.environ.get("KERASDQN_KERAS2_PYTHON")
 
 # Three CartPole-like states of shape (window_length=1, 4), as the agent feeds them.
 STATES = np.array(
@@ -465,8 +472,9 @@ print("RESULT " + json.dumps(result))
 @pytest.fixture(scope="module")
 def keras2_reading(tmp_path_factory):
     """Our files for the tutorial and dueling networks, as a tf_keras process reads them."""
-    if not KERAS2_PYTHON.exists():
-        pytest.skip(f"no Keras 2 (tf_keras) environment at {KERAS2_PYTHON}")
+    interpreter = keras2_python()
+    if interpreter is None:
+        pytest.skip("no Keras 2: pip install tf_keras (part of the test extra)")
     directory = tmp_path_factory.mktemp("keras2")
     tutorial, dueling = make_agent(tutorial_sequential()), make_dueling_agent()
     randomize(tutorial, seed=18)
@@ -476,7 +484,7 @@ def keras2_reading(tmp_path_factory):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "-1"}
     completed = subprocess.run(
         [
-            str(KERAS2_PYTHON),
+            interpreter,
             "-c",
             KERAS2_READER,
             str(directory / "dqn_tutorial_weights.h5f"),

@@ -2,7 +2,7 @@
 
 Run with a Python that has TensorFlow and ``tf_keras`` (Keras 2, the Keras keras-rl used):
 
-    /work/venv_k2/bin/python tests/data/make_keras2_weights.py
+    python tests/data/make_keras2_weights.py
 
 It builds two CartPole networks exactly as keras-rl users and keras-rl's ``DQNAgent`` built them,
 with ``tf_keras`` layers, gives every weight a known value (``pattern_weights`` below; the test
