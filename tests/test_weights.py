@@ -29,12 +29,15 @@ pytestmark = pytest.mark.filterwarnings(
 DATA = Path(__file__).resolve().parent / "data"
 KERAS2_TUTORIAL = DATA / "keras2_cartpole_tutorial.h5"
 KERAS2_DUELING = DATA / "keras2_cartpole_dueling.h5"
+
+
 def keras2_python() -> str | None:
     """An interpreter with tf_keras (Keras 2): this one if it has it (the test extra installs
     it), else the one KERASDQN_KERAS2_PYTHON names."""
     if importlib.util.find_spec("tf_keras") is not None:
         return sys.executable
     return os.environ.get("KERASDQN_KERAS2_PYTHON")
+
 
 # Three CartPole-like states of shape (window_length=1, 4), as the agent feeds them.
 STATES = np.array(
