@@ -217,8 +217,13 @@ class Agent:
         )
         nb_steps = check_int("nb_steps", nb_steps, minimum=0)
         log_interval = check_int("log_interval", log_interval, minimum=1)
+        verbose = check_int("verbose", verbose, minimum=0)
         checkpoints = _Checkpoints(self, checkpoint_dir, checkpoint_interval)
-        logger = {1: TrainIntervalLogger(log_interval), 2: TrainEpisodeLogger()}.get(verbose)
+        logger = (
+            TrainIntervalLogger(log_interval)
+            if verbose == 1
+            else (TrainEpisodeLogger() if verbose >= 2 else None)
+        )
         history = History()
         loop.callbacks = self._callback_list(
             loop, logger, visualize, history, {"nb_steps": nb_steps}, training=True
@@ -273,6 +278,7 @@ class Agent:
             nb_max_episode_steps,
         )
         nb_episodes = check_int("nb_episodes", nb_episodes, minimum=0)
+        verbose = check_int("verbose", verbose, minimum=0)
         history = History()
         logger = TestLogger() if verbose >= 1 else None
         loop.callbacks = self._callback_list(

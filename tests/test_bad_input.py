@@ -366,6 +366,38 @@ CASES = [
         r"\blog_interval\b",
     ),
     Case(
+        "fit-verbose-negative",
+        lambda p: p.compiled().fit(p.env(), nb_steps=10, verbose=-1),
+        ValueError,
+        r"\bverbose\b",
+    ),
+    Case(
+        "test-verbose-not-an-int",
+        lambda p: p.compiled().test(p.env(), visualize=False, verbose="loud"),
+        TypeError,
+        r"\bverbose\b",
+    ),
+    Case(
+        "fit-checkpoint_interval-zero",
+        lambda p: p.compiled().fit(
+            p.env(), nb_steps=10, verbose=0, checkpoint_dir="checkpoints", checkpoint_interval=0
+        ),
+        ValueError,
+        r"\bcheckpoint_interval\b",
+    ),
+    Case(
+        "fit-checkpoint_interval-without-checkpoint_dir",
+        lambda p: p.compiled().fit(p.env(), nb_steps=10, verbose=0, checkpoint_interval=5),
+        ValueError,
+        r"\bcheckpoint_interval\b",
+    ),
+    Case(
+        "fit-checkpoint_dir-not-a-path",
+        lambda p: p.compiled().fit(p.env(), nb_steps=10, verbose=0, checkpoint_dir=7),
+        TypeError,
+        r"\bcheckpoint_dir\b",
+    ),
+    Case(
         "fit-callbacks-not-a-list",
         lambda p: p.compiled().fit(p.env(), nb_steps=10, callbacks=History(), verbose=0),
         TypeError,
