@@ -272,8 +272,8 @@ class SequentialMemory:
 
     def _n_step_returns(self, indices: np.ndarray, n_step: int, gamma: float):
         """``(steps, discounted reward sum, terminal)`` of transitions of up to ``n_step``."""
-        reward = self._rewards[indices].copy()
-        terminal = self._terminals[indices].copy()
+        reward = self._rewards[indices]
+        terminal = self._terminals[indices]
         steps = np.ones(len(indices), dtype=np.int64)
         newest = (self._next_index - 1) % self.limit
         going_on = ~terminal
