@@ -156,6 +156,28 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
+class MetricMeans:
+    """Running means of each metric over the training steps added since it was made.
+
+    Steps without training (metrics all NaN) are skipped, and so is any non-finite value; a
+    metric with no value yet has mean NaN.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._sums = np.zeros(size)
+        self._counts = np.zeros(size)
+
+    def add(self, metrics) -> None:
+        if len(metrics) and not np.isnan(metrics[0]):
+            finite = np.isfinite(metrics)
+            self._sums[finite] += np.asarray(metrics)[finite]
+            self._counts[finite] += 1
+
+    def means(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._sums / self._counts
+
+
 def _format_metrics(names: list[str], values) -> str:
     return ", ".join(
         f"{name}: {value:f}" if np.isfinite(value) else f"{name}: --"
@@ -236,8 +258,7 @@ class TrainIntervalLogger(Callback):
         self.interval_start = timeit.default_timer()
         self.interval_first_step = self.step
         self.episode_rewards: list[float] = []
-        self.metric_sums = np.zeros(len(self.metrics_names))
-        self.metric_counts = np.zeros(len(self.metrics_names))
+        self.metric_means = MetricMeans(len(self.metrics_names))
         self.last_display = 0.0
         names = ["steps/s", "episode_reward"] + list(self.metrics_names)
         self.progbar = keras.utils.Progbar(target=self.interval, stateful_metrics=names)
@@ -249,21 +270,13 @@ class TrainIntervalLogger(Callback):
             f"{len(rewards)} episodes - episode_reward: {np.mean(rewards):.3f} "
             f"[{np.min(rewards):.3f}, {np.max(rewards):.3f}]"
         )
-        for name, value in zip(self.metrics_names, self._metric_means()):
+        for name, value in zip(self.metrics_names, self.metric_means.means()):
             if np.isfinite(value):
                 text += f" - {name}: {value:.3f}"
         return text
 
-    def _metric_means(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.metric_sums / self.metric_counts
-
     def on_step_end(self, step, logs=None):
-        metrics = logs["metrics"]
-        if len(metrics) and not np.isnan(metrics[0]):
-            finite = np.isfinite(metrics)
-            self.metric_sums[finite] += np.asarray(metrics)[finite]
-            self.metric_counts[finite] += 1
+        self.metric_means.add(logs["metrics"])
         self.step += 1
         if self.step % self.interval == 0:
             self._show_progress(force=True)
@@ -286,7 +299,7 @@ class TrainIntervalLogger(Callback):
             values.append(("episode_reward", self.episode_rewards[-1]))
         values += [
             (name, value)
-            for name, value in zip(self.metrics_names, self._metric_means())
+            for name, value in zip(self.metrics_names, self.metric_means.means())
             if np.isfinite(value)
         ]
         self.progbar.update(position, values=values, finalize=force and done > 0)
@@ -488,17 +501,12 @@ class TensorBoard(Callback):
         self._reset_stretch()
 
     def _reset_stretch(self) -> None:
-        self._sums = np.zeros(len(self.metrics_names))
-        self._counts = np.zeros(len(self.metrics_names))
+        self._metric_means = MetricMeans(len(self.metrics_names))
         self._stretch_start = timeit.default_timer()
         self._stretch_steps = 0
 
     def on_step_end(self, step, logs=None):
-        metrics = logs["metrics"]
-        if len(metrics) and not np.isnan(metrics[0]):
-            finite = np.isfinite(metrics)
-            self._sums[finite] += np.asarray(metrics)[finite]
-            self._counts[finite] += 1
+        self._metric_means.add(logs["metrics"])
         self._stretch_steps += 1
         if self._stretch_steps >= self.update_freq:
             self._write_stretch(self.model.step + 1)
@@ -507,9 +515,9 @@ class TensorBoard(Callback):
         elapsed = max(timeit.default_timer() - self._stretch_start, 1e-9)
         with self._writer.as_default(step=step):
             tf.summary.scalar("train/steps_per_second", self._stretch_steps / elapsed)
-            for name, total, count in zip(self.metrics_names, self._sums, self._counts):
-                if count and not name.startswith("mean_eps"):
-                    tf.summary.scalar(f"train/{name}", total / count)
+            for name, mean in zip(self.metrics_names, self._metric_means.means()):
+                if np.isfinite(mean) and not name.startswith("mean_eps"):
+                    tf.summary.scalar(f"train/{name}", mean)
         self._reset_stretch()
 
     def on_episode_end(self, episode, logs=None):

@@ -22,7 +22,12 @@ import numpy as np
 
 import kerasdqn
 from kerasdqn._files import atomic_path, check_path
-from kerasdqn.weights import check_finite_weights, read_weights_group, write_weights_group
+from kerasdqn.weights import (
+    check_finite_weights,
+    open_for_reading,
+    read_weights_group,
+    write_weights_group,
+)
 
 CHECKPOINT_NAME = "checkpoint.h5"
 FORMAT = "kerasdqn-checkpoint"
@@ -66,13 +71,7 @@ def load_checkpoint(agent, filepath: str) -> None:
         raise RuntimeError(
             "load_checkpoint: compile the agent first; the optimizer's state is restored into it"
         )
-    if not os.path.isfile(filepath):
-        raise FileNotFoundError(f"filepath: no checkpoint at {filepath!r}")
-    try:
-        handle = h5py.File(filepath, "r")
-    except OSError as error:
-        raise ValueError(f"filepath: {filepath!r} is not a readable HDF5 file ({error})") from None
-    with handle:
+    with open_for_reading(filepath, "checkpoint") as handle:
         state = _read_checkpoint(handle, agent, filepath)
     _apply(agent, state)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import timeit
 import warnings
 
 import numpy as np
@@ -29,6 +28,7 @@ from kerasdqn._signals import StopRequest
 from kerasdqn.callbacks import (
     CallbackList,
     History,
+    MetricMeans,
     TestLogger,
     TrainEpisodeLogger,
     TrainIntervalLogger,
@@ -80,22 +80,16 @@ class Processor:
 class _Episode:
     """What the loop tracks about the episode in progress."""
 
-    def __init__(self, index: int, observation) -> None:
+    def __init__(self, index: int, observation, nb_metrics: int) -> None:
         self.index = index
         self.observation = observation
         self.step = 0
         self.reward = 0.0
-        self.metric_sums: np.ndarray | None = None
-        self.metric_count = 0
-        self.start_time = timeit.default_timer()
+        self.metric_means = MetricMeans(nb_metrics)
 
     def record(self, reward: float, metrics: np.ndarray) -> None:
         self.reward += reward
-        if len(metrics) and not math.isnan(metrics[0]):
-            self.metric_sums = (
-                metrics.copy() if self.metric_sums is None else (self.metric_sums + metrics)
-            )
-            self.metric_count += 1
+        self.metric_means.add(metrics)
 
 
 class Agent:
@@ -373,7 +367,7 @@ class Agent:
                 _warn_start_steps(nb_random_steps)
                 observation = self._reset(loop.env)
                 break
-        return _Episode(index, observation)
+        return _Episode(index, observation, len(self.metrics_names))
 
     def _reset(self, env):
         observation, _ = env.reset()
@@ -443,12 +437,8 @@ class Agent:
             "nb_steps": self.step if self.training else episode.step,
         }
         if self.training:
-            names = self.metrics_names
-            if episode.metric_count:
-                means = episode.metric_sums / episode.metric_count
-            else:
-                means = np.full(len(names), np.nan)
-            logs.update((name, float(value)) for name, value in zip(names, means))
+            means = episode.metric_means.means()
+            logs.update((name, float(value)) for name, value in zip(self.metrics_names, means))
         loop.callbacks.on_episode_end(episode.index, logs)
 
 

@@ -8,7 +8,9 @@ architecture built with Keras 3, and the files written here load in Keras 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import h5py
 import keras
@@ -26,6 +28,20 @@ def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrit
     check_finite_weights(model, filepath)
     with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
         write_weights_group(handle, model)
+
+
+@contextlib.contextmanager
+def open_for_reading(filepath: str, what: str) -> Iterator[h5py.File]:
+    """The HDF5 file at ``filepath``, open for reading; errors name the file and ``what``
+    was expected there."""
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"filepath: no {what} at {filepath!r}")
+    try:
+        handle = h5py.File(filepath, "r")
+    except OSError as error:
+        raise ValueError(f"filepath: {filepath!r} is not a readable HDF5 file ({error})") from None
+    with handle:
+        yield handle
 
 
 def check_finite_weights(model: keras.Model, filepath: str) -> None:
@@ -58,13 +74,7 @@ def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
     was. Raises ``FileNotFoundError`` or ``ValueError`` naming the file on any problem.
     """
     filepath = check_path("filepath", filepath)
-    if not os.path.isfile(filepath):
-        raise FileNotFoundError(f"filepath: no weights file at {filepath!r}")
-    try:
-        handle = h5py.File(filepath, "r")
-    except OSError as error:
-        raise ValueError(f"filepath: {filepath!r} is not a readable HDF5 file ({error})") from None
-    with handle:
+    with open_for_reading(filepath, "weights file") as handle:
         values = read_weights_group(handle, model, filepath)
     for variable, value in values:
         variable.assign(value)
