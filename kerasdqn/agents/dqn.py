@@ -202,6 +202,7 @@ class DQNAgent(Agent):
         self.optimizer = optimizer
         self._learn_function = None
         self.compiled = True
+        self._on_train_begin()
 
     @property
     def metrics_names(self) -> list[str]:
@@ -372,10 +373,11 @@ class DQNAgent(Agent):
         return [self.target_update]
 
     def _on_train_begin(self) -> None:
+        # The metrics a step without learning reports; the policy may have changed since.
         self._no_metrics = np.full(len(self.metrics_names), np.nan)
 
     def _on_test_begin(self) -> None:
-        self._no_metrics = np.full(len(self.metrics_names), np.nan)
+        self._on_train_begin()
 
     # ----------------------------------------------------------------- target network
 
