@@ -22,7 +22,7 @@ from dataclasses import replace
 import common
 
 GOAL_RATIO = 1.5
-TRAINED_WEIGHTS = os.path.join(common.REPO_ROOT, "weights", "dqn_cartpole.h5")
+TRAINED_WEIGHTS = os.path.join(common.REPO_ROOT, "weights", "pretrained_cartpole.h5")
 ACTING_NETWORKS = [(16,), (64, 64), (256, 256)]
 # What one CartPole transition needs: float32 observation of 4, int32 action, float32
 # reward, terminal and final flags of one byte each.

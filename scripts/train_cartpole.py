@@ -2,6 +2,7 @@
 
     python scripts/train_cartpole.py                      # train with the defaults below
     python scripts/train_cartpole.py --test --weights weights/dqn_cartpole.h5
+    python scripts/train_cartpole.py --test --weights weights/pretrained_cartpole.h5
 
 Training shows a progress bar, writes TensorBoard logs under --logdir and the final weights
 to --weights, then evaluates the greedy policy. The defaults were chosen by measurement

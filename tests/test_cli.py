@@ -2,6 +2,7 @@
 real on short CartPole trainings."""
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,23 @@ def test_script_build_model_loads_the_weights_the_script_saves(tmp_path, monkeyp
     with h5py.File(weights, "r") as handle:
         kernel = np.asarray(handle["q_values"]["q_values/kernel:0"])
     np.testing.assert_array_equal(model.get_layer("q_values").kernel.numpy(), kernel)
+
+
+def test_the_shipped_pretrained_weights_balance_the_pole(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from train_cartpole import main
+
+    main(
+        [
+            "--test",
+            "--weights",
+            str(ROOT / "weights" / "pretrained_cartpole.h5"),
+            "--episodes",
+            "3",
+            "--seed",
+            "7",
+        ]
+    )
+    rewards = [float(value) for value in re.findall(r"reward: ([\d.]+)", capsys.readouterr().out)]
+    assert len(rewards) == 3
+    assert np.mean(rewards) >= 475
