@@ -1,13 +1,13 @@
 """kerasdqn: keras-rl's DQN API on Keras 3, TensorFlow and gymnasium."""
 
+from kerasdqn._version import __version__
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.callbacks import (
     Callback,
     FileLogger,
-    HardTargetUpdate,
     History,
     ModelIntervalCheckpoint,
-    SoftTargetUpdate,
+    TrainingCheckpoint,
 )
 from kerasdqn.core import Agent, Processor
 from kerasdqn.memory import SequentialMemory
@@ -19,8 +19,8 @@ from kerasdqn.policy import (
     LinearAnnealedPolicy,
     MaxBoltzmannQPolicy,
 )
-
-__version__ = "0.1.0"
+from kerasdqn.state import StateWindow
+from kerasdqn.targets import HardTargetUpdate, SoftTargetUpdate
 
 __all__ = [
     "Agent",
@@ -38,5 +38,8 @@ __all__ = [
     "Processor",
     "SequentialMemory",
     "SoftTargetUpdate",
+    "StateWindow",
+    "TrainingCheckpoint",
+    "__version__",
     "build_mlp",
 ]

@@ -1,8 +1,11 @@
-"""Callbacks: hooks into ``fit`` and ``test`` for logging, checkpoints and target updates.
+"""Callbacks: hooks into ``fit`` and ``test`` for logging and checkpoints.
 
 As in keras-rl, a callback's ``model`` is the agent, and besides Keras's ``on_train_*`` hooks it
 receives ``on_episode_begin/end``, ``on_step_begin/end`` and ``on_action_begin/end``. Plain Keras
 callbacks also work: they get ``on_epoch_*`` for episodes and ``on_batch_*`` for steps.
+
+Target-network updates are not callbacks: they live in ``kerasdqn.targets`` (their names are
+importable from here too, as before).
 """
 
 from __future__ import annotations
@@ -17,8 +20,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdqn._checks import check_float, check_int
+from kerasdqn._checks import check_int
 from kerasdqn._files import atomic_path, check_directory_exists, check_path
+from kerasdqn.targets import HardTargetUpdate, SoftTargetUpdate, soft_update
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "FileLogger",
+    "HardTargetUpdate",
+    "History",
+    "MetricMeans",
+    "ModelIntervalCheckpoint",
+    "SoftTargetUpdate",
+    "TensorBoard",
+    "TestLogger",
+    "TrainEpisodeLogger",
+    "TrainIntervalLogger",
+    "TrainingCheckpoint",
+    "Visualizer",
+    "soft_update",
+]
 
 
 class Callback(keras.callbacks.Callback):
@@ -392,6 +414,50 @@ class ModelIntervalCheckpoint(Callback):
         self.model.save_weights(filepath, overwrite=True)
 
 
+class TrainingCheckpoint(Callback):
+    """Writes the whole training state (``agent.save_checkpoint``) to
+    ``directory/checkpoint.h5``, atomically, every ``interval`` steps (None: never on the way)
+    and when training ends or is interrupted; ``fit(checkpoint_dir=..., checkpoint_interval=...)``
+    adds one.
+
+    A checkpoint is written between two steps: the step that makes the count a multiple of
+    ``interval`` first finishes, and its episode too if it ended there. An episode still going
+    on is stored with its current observation, which loading turns into the episode's end.
+    """
+
+    def __init__(self, directory: str | os.PathLike, interval: int | None = None) -> None:
+        super().__init__()
+        self.directory = check_path("checkpoint_dir", directory)
+        self.interval = (
+            None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
+        )
+        self.filepath = os.path.join(self.directory, "checkpoint.h5")
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        self._due = False
+        self._observation = None
+
+    def on_step_end(self, step, logs=None):
+        self._observation = logs["observation"]
+        self._due = self.interval is not None and (self.model.step + 1) % self.interval == 0
+
+    def on_episode_end(self, episode, logs=None):
+        if self._due:
+            self._save(pending_observation=None)
+
+    def on_step_begin(self, step, logs=None):
+        if self._due:
+            self._save(pending_observation=self._observation)
+
+    def on_train_end(self, logs=None):
+        self._save(pending_observation=None)
+
+    def _save(self, pending_observation) -> None:
+        self._due = False
+        self.model.save_checkpoint(self.filepath, pending_observation=pending_observation)
+
+
 class Visualizer(Callback):
     """Renders the environment after each action (``visualize=True``).
 
@@ -418,59 +484,6 @@ class Visualizer(Callback):
             warnings.warn(
                 f"visualize=True, but rendering failed, so nothing is shown: {error}", stacklevel=4
             )
-
-
-@tf.autograph.experimental.do_not_convert
-def soft_update(target_variables: list, online_variables: list, tau: float) -> None:
-    """Polyak averaging: ``target <- (1 - tau) * target + tau * online``, in place."""
-    for target, online in zip(target_variables, online_variables):
-        target.assign((1.0 - tau) * target + tau * online)
-
-
-class TargetModelUpdate(Callback):
-    """Keeps the agent's target network in step with its online network.
-
-    ``after_gradient_step`` runs inside the compiled training function after every gradient
-    step; the step hooks run in the ``fit`` loop.
-    """
-
-    @tf.autograph.experimental.do_not_convert
-    def after_gradient_step(self, target_variables: list, online_variables: list) -> None:
-        """Graph-side hook, traced into the training function (default: nothing)."""
-
-
-class SoftTargetUpdate(TargetModelUpdate):
-    """After every gradient step, ``target <- (1 - tau) * target + tau * online`` (keras-rl's
-    ``target_model_update < 1``), fused into the training function."""
-
-    def __init__(self, tau: float) -> None:
-        super().__init__()
-        self.tau = check_float("tau", tau, 0.0, 1.0, low_open=True)
-
-    @tf.autograph.experimental.do_not_convert
-    def after_gradient_step(self, target_variables, online_variables):
-        soft_update(target_variables, online_variables, self.tau)
-
-
-class HardTargetUpdate(TargetModelUpdate):
-    """Copies the online weights into the target network when the agent's step counter is a
-    multiple of ``interval`` (keras-rl's ``target_model_update >= 1``)."""
-
-    def __init__(self, interval: int) -> None:
-        super().__init__()
-        self.interval = check_int("interval", interval, minimum=1)
-
-    def on_step_end(self, step, logs=None):
-        if self.model.step % self.interval == 0:
-            self.model.update_target_model_hard()
-
-
-def current_epsilon(policy) -> float | None:
-    """The exploration rate a policy uses now, if it has one (annealed or fixed)."""
-    if hasattr(policy, "get_current_value") and getattr(policy, "attr", None) == "eps":
-        return float(policy.get_current_value())
-    eps = getattr(policy, "eps", None)
-    return None if eps is None else float(eps)
 
 
 class TensorBoard(Callback):
@@ -513,10 +526,11 @@ class TensorBoard(Callback):
 
     def _write_stretch(self, step: int) -> None:
         elapsed = max(timeit.default_timer() - self._stretch_start, 1e-9)
+        schedules = set(self.model.policy.metrics_names)  # the policy's values: not trained
         with self._writer.as_default(step=step):
             tf.summary.scalar("train/steps_per_second", self._stretch_steps / elapsed)
             for name, mean in zip(self.metrics_names, self._metric_means.means()):
-                if np.isfinite(mean) and not name.startswith("mean_eps"):
+                if np.isfinite(mean) and name not in schedules:
                     tf.summary.scalar(f"train/{name}", mean)
         self._reset_stretch()
 
@@ -524,7 +538,7 @@ class TensorBoard(Callback):
         with self._writer.as_default(step=self.model.step):
             tf.summary.scalar("episode/reward", logs["episode_reward"])
             tf.summary.scalar("episode/length", logs["nb_episode_steps"])
-            epsilon = current_epsilon(self.model.policy)
+            epsilon = self.model.policy.epsilon
             if epsilon is not None:
                 tf.summary.scalar("episode/epsilon", epsilon)
             if self.histogram_freq and (episode + 1) % self.histogram_freq == 0:

@@ -20,8 +20,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-import kerasdqn
 from kerasdqn._files import atomic_path, check_path
+from kerasdqn._version import __version__
+from kerasdqn.memory import upgrade_single_writer_state
+from kerasdqn.policy import Policy
 from kerasdqn.weights import (
     check_finite_weights,
     open_for_reading,
@@ -31,7 +33,7 @@ from kerasdqn.weights import (
 
 CHECKPOINT_NAME = "checkpoint.h5"
 FORMAT = "kerasdqn-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: replay memories with several streams; format 1 files are upgraded on load
 _STRUCTURE_KEYS = ("nb_actions", "enable_dueling_network", "dueling_type", "memory")
 
 
@@ -49,7 +51,7 @@ def save_checkpoint(agent, filepath: str, pending_observation: Any = None) -> No
     with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
         handle.attrs["format"] = FORMAT
         handle.attrs["version"] = VERSION
-        handle.attrs["kerasdqn_version"] = kerasdqn.__version__
+        handle.attrs["kerasdqn_version"] = __version__
         handle.attrs["step"] = agent.step
         handle.attrs["episode"] = agent.episode
         handle.attrs["config"] = json.dumps(agent.get_config())
@@ -87,6 +89,8 @@ def _read_checkpoint(handle: h5py.File, agent, source: str) -> dict[str, Any]:
     _check_structure(json.loads(handle.attrs["config"]), agent.get_config(), source)
     memory = {name: np.asarray(dataset) for name, dataset in handle["memory"].items()}
     memory.update(handle["memory"].attrs.items())
+    if int(handle.attrs["version"]) == 1:
+        memory = upgrade_single_writer_state(memory, agent.memory.limit)
     pending = handle.get("pending_observation")
     return {
         "step": int(handle.attrs["step"]),
@@ -137,7 +141,7 @@ def policy_state(policy) -> dict[str, Any]:
             continue
         if isinstance(value, bool | int | float | str):
             state[name] = value
-        elif isinstance(value, kerasdqn.policy.Policy):
+        elif isinstance(value, Policy):
             state[name] = policy_state(value)
     return state
 

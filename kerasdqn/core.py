@@ -10,9 +10,12 @@ an episode's last observation). The loop here drives them against a gymnasium en
         agent.backward(reward, terminal=terminated, truncated=truncated)
         if terminated or truncated: agent.finish_episode(observation); reset
 
-gymnasium separates *terminated* (the MDP reached a terminal state: no future value) from
-*truncated* (the episode was cut off, e.g. by a time limit: the future value still counts).
-keras-rl treated both as terminal; kerasdqn bootstraps through truncation.
+Episode ends, in the words used throughout kerasdqn: an episode *terminated* when the MDP
+reached a terminal state (gymnasium's ``terminated``: no future value; keras-rl's ``terminal``
+means the same); it was *truncated* when it was cut off, e.g. by a time limit (gymnasium's
+``truncated``: the future value still counts); it *ended* in either case (keras-rl's and
+``Processor.process_step``'s ``done``). keras-rl treated both as terminal; kerasdqn bootstraps
+through truncation.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from kerasdqn.callbacks import (
     MetricMeans,
     TestLogger,
     TrainEpisodeLogger,
+    TrainingCheckpoint,
     TrainIntervalLogger,
     Visualizer,
 )
@@ -212,37 +216,34 @@ class Agent:
         nb_steps = check_int("nb_steps", nb_steps, minimum=0)
         log_interval = check_int("log_interval", log_interval, minimum=1)
         verbose = check_int("verbose", verbose, minimum=0)
-        checkpoints = _Checkpoints(self, checkpoint_dir, checkpoint_interval)
-        logger = (
-            TrainIntervalLogger(log_interval)
-            if verbose == 1
-            else (TrainEpisodeLogger() if verbose >= 2 else None)
-        )
+        loop.callbacks += _checkpoint_callbacks(checkpoint_dir, checkpoint_interval)
         history = History()
         loop.callbacks = self._callback_list(
-            loop, logger, visualize, history, {"nb_steps": nb_steps}, training=True
+            loop, _train_logger(verbose, log_interval), visualize, history, {"nb_steps": nb_steps}
         )
         self.training = True
         self._on_train_begin()
         loop.callbacks.on_train_begin()
-        end_step = self.step + nb_steps
+        did_abort = self._train_until(loop, self.step + nb_steps)
+        loop.callbacks.on_train_end({"did_abort": did_abort})
+        self._on_train_end()
+        self.training = False
+        return history
+
+    def _train_until(self, loop: _Loop, end_step: int) -> bool:
+        """Take training steps until ``end_step`` or a stop request; say whether it stopped
+        early (Ctrl-C or SIGTERM)."""
         did_abort = False
         with StopRequest() as stop:
             try:
                 while self.step < end_step and not stop.requested:
                     self._train_step(loop)
-                    checkpoints.after_step(loop.episode)
             except KeyboardInterrupt:
                 did_abort = True
             if loop.episode is not None:
                 # Close the unfinished episode, so no stored transition crosses into the next.
                 self.finish_episode(loop.episode.observation)
-            checkpoints.at_end()
-            did_abort = did_abort or stop.requested
-        loop.callbacks.on_train_end({"did_abort": did_abort})
-        self._on_train_end()
-        self.training = False
-        return history
+        return did_abort or stop.requested
 
     def test(
         self,
@@ -276,7 +277,7 @@ class Agent:
         history = History()
         logger = TestLogger() if verbose >= 1 else None
         loop.callbacks = self._callback_list(
-            loop, logger, visualize, history, {"nb_episodes": nb_episodes}, training=False
+            loop, logger, visualize, history, {"nb_episodes": nb_episodes}
         )
         self.training = False
         self._on_test_begin()
@@ -326,17 +327,12 @@ class Agent:
             nb_max_episode_steps,
         )
 
-    def _callback_list(self, loop, logger, visualize, history, params, training):
+    def _callback_list(self, loop, logger, visualize, history, params) -> CallbackList:
         chosen = list(loop.callbacks)
-        chosen += self._own_callbacks() if training else []
         chosen += [logger] if logger is not None else []
         chosen += [Visualizer()] if visualize else []
         chosen.append(history)
         return CallbackList(chosen, self, loop.env, params)
-
-    def _own_callbacks(self) -> list:
-        """Callbacks the agent itself needs during ``fit`` (e.g. target-network updates)."""
-        return []
 
     def _train_step(self, loop: _Loop) -> None:
         """One training step, beginning or ending an episode as needed."""
@@ -463,32 +459,22 @@ class _Loop:
         self.episode: _Episode | None = None
 
 
-class _Checkpoints:
-    """Writes ``checkpoint_dir/checkpoint.h5`` every ``interval`` steps and at the end."""
+def _train_logger(verbose: int, log_interval: int):
+    """keras-rl's progress output for ``verbose``: none, a bar per interval, a line per episode."""
+    if verbose == 1:
+        return TrainIntervalLogger(log_interval)
+    return TrainEpisodeLogger() if verbose >= 2 else None
 
-    def __init__(self, agent: Agent, directory, interval) -> None:
-        self.agent = agent
-        self.interval = (
-            None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
-        )
-        if directory is None:
-            if interval is not None:
-                raise ValueError("checkpoint_interval: set checkpoint_dir too")
-            self.path = None
-            return
-        if not isinstance(directory, str | os.PathLike):
-            raise TypeError(f"checkpoint_dir: expected a directory path, got {directory!r}")
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(os.fspath(directory), "checkpoint.h5")
 
-    def after_step(self, episode: _Episode | None) -> None:
-        if self.path and self.interval and self.agent.step % self.interval == 0:
-            pending = None if episode is None else episode.observation
-            self.agent.save_checkpoint(self.path, pending_observation=pending)
-
-    def at_end(self) -> None:
-        if self.path:
-            self.agent.save_checkpoint(self.path)
+def _checkpoint_callbacks(checkpoint_dir, checkpoint_interval) -> list:
+    """``fit``'s checkpoint arguments as the callback they stand for (none without a dir)."""
+    if checkpoint_dir is None:
+        if checkpoint_interval is not None:
+            raise ValueError("checkpoint_interval: set checkpoint_dir too")
+        return []
+    if not isinstance(checkpoint_dir, str | os.PathLike):
+        raise TypeError(f"checkpoint_dir: expected a directory path, got {checkpoint_dir!r}")
+    return [TrainingCheckpoint(checkpoint_dir, checkpoint_interval)]
 
 
 def _check_finite(observation, reward, step: int) -> None:

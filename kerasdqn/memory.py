@@ -1,35 +1,51 @@
 """Replay memory: a preallocated ring buffer of transitions, sampled in vectorized minibatches.
 
 Layout (as in keras-rl): entry ``i`` holds observation ``o_i``, the action ``a_i`` taken in it,
-the reward ``r_i`` that followed, and whether the next observation was *terminal*. The next
-observation of entry ``i`` is the observation of entry ``i + 1``, so each observation is stored
-once. When an episode ends, its final observation is appended as one more entry marked *final*:
-no transition starts from it and no stacked window reaches back across it.
+the reward ``r_i`` that followed, and whether the episode *terminated* with that step. Each
+observation is stored once: the next observation of a transition is the entry its stream wrote
+next. When an episode ends, its last observation is stored as one more entry, from which no
+transition starts and which no stacked window of the next episode reaches back across.
 
-Terminal and final are different things. ``terminal`` means the environment *terminated*: the
-next state has no future, so the TD target does not bootstrap. An episode cut off by a time
-limit (gymnasium's ``truncated``) is final but not terminal: its last transition bootstraps.
+Several independent *streams* (the environments of a vector environment, remote actors) can
+write into one memory, their entries interleaved. Entries are numbered by a serial number that
+counts writes (entry ``s`` sits at position ``s % limit``). While one stream writes, the entry
+after ``s`` in its stream is ``s + 1``, and nothing more needs storing; once streams
+interleave, each entry also records the serial numbers of the entries before and after it in
+its stream, so that windows and n-step returns follow a stream through the ring.
+
+Episode ends, in one vocabulary across kerasdqn: an episode *terminated* when gymnasium's
+``terminated`` was set (the next state has no future: the TD target does not bootstrap; keras-rl
+called it ``terminal``); it was *truncated* when it was cut off (a time limit, gymnasium's
+``truncated``: the TD target bootstraps); it *ended* in either case.
 """
 
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from kerasdqn._checks import check_bool, check_int
+from kerasdqn.state import StateWindow
 
 Experience = collections.namedtuple("Experience", "state0, action, reward, state1, terminal1")
 Experience.__doc__ = """One transition as keras-rl returned it: in ``state0``, ``action`` gave
 ``reward`` and led to ``state1``, which is terminal if ``terminal1``."""
+
+NONE = -1  # no entry: the serial number of a missing link
 
 
 class TransitionBatch(NamedTuple):
     """A minibatch of transitions as arrays, the first axis running over the batch.
 
     ``state0`` and ``state1`` have shape ``(batch, window_length) + observation_shape``;
-    ``steps`` counts the environment steps each transition spans (None: one each).
+    ``terminal1`` says the transition terminated (no bootstrapping from ``state1``);
+    ``steps`` counts the environment steps each transition spans (None: one each);
+    ``indices`` are the buffer positions the transitions start at (None for hand-made
+    batches), which a prioritized memory takes back with new priorities; ``weights`` are
+    per-sample importance weights for the loss (None: all 1).
     """
 
     state0: np.ndarray
@@ -38,6 +54,18 @@ class TransitionBatch(NamedTuple):
     state1: np.ndarray
     terminal1: np.ndarray
     steps: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+
+@dataclass
+class _Stream:
+    """Where one writer stands: its newest entry (a serial number) and its episode."""
+
+    newest: int = NONE
+    in_episode: bool = False  # the newest entry belongs to an episode still going on
+    awaiting_action: bool = False  # the newest entry is a next observation, not yet acted on
+    previous_ended: bool = False  # keras-rl protocol: the last append ended the episode
 
 
 class SequentialMemory:
@@ -49,8 +77,12 @@ class SequentialMemory:
         ignore_episode_boundaries: let stacked windows reach back into the previous episode,
             as keras-rl's option of that name did. Off by default.
 
-    Memory is allocated on the first ``append``, once, from the observation's shape and dtype:
-    it depends on ``limit``, never on how many steps were taken.
+    Memory is allocated on the first write, once, from the observation's shape and dtype: it
+    depends on ``limit``, never on how many steps were taken.
+
+    Two ways to write: keras-rl's ``append(observation, action, reward, terminal)`` /
+    ``append_final(observation)``, where the next observation is the next one appended, and
+    ``append_transition`` with whole transitions, for any number of ``stream`` s.
     """
 
     def __init__(
@@ -68,20 +100,23 @@ class SequentialMemory:
         self._allocate()
 
     def _allocate(self) -> None:
-        """Start empty (observation storage is allocated at the first append)."""
+        """Start empty (observation storage is allocated at the first write)."""
         self._observations: np.ndarray | None = None
         self._observation_shape: tuple | None = None
         self._actions = np.zeros(self.limit, dtype=np.int32)
         self._rewards = np.zeros(self.limit, dtype=np.float32)
-        self._terminals = np.zeros(self.limit, dtype=np.bool_)
-        self._finals = np.zeros(self.limit, dtype=np.bool_)
-        self._next_index = 0
+        self._terminated = np.zeros(self.limit, dtype=np.bool_)
+        self._episode_start = np.zeros(self.limit, dtype=np.bool_)
+        self._has_next = np.zeros(self.limit, dtype=np.bool_)
+        # Serial numbers of each entry's neighbours in its stream; None while they are s -/+ 1.
+        self._previous: np.ndarray | None = None
+        self._next: np.ndarray | None = None
+        self._nb_written = 0
         self._nb_entries = 0
-        self._nb_finals = 0
-        self._previous_ended = False
-
-        self._recent: collections.deque = collections.deque(maxlen=self.window_length - 1)
-        self._recent_ended = False
+        self._nb_transitions = 0
+        self._streams: dict[int, _Stream] = {}
+        self._window = StateWindow(self.window_length, self.ignore_episode_boundaries)
+        self._window_episode_ended = False
 
     # ------------------------------------------------------------------ writing
 
@@ -93,85 +128,187 @@ class SequentialMemory:
         terminal: bool,
         training: bool = True,
         truncated: bool = False,
+        stream: int = 0,
     ) -> None:
         """Store that in ``observation``, ``action`` was taken and ``reward`` followed.
 
-        ``terminal``: the next observation is terminal (no bootstrapping from it).
-        ``truncated``: the episode was cut off after this step (a time limit); the next
+        ``terminal``: the episode terminated with this step (no bootstrapping from the next
+        observation). ``truncated``: it was cut off after this step (a time limit); the next
         observation still bootstraps. After a terminal or truncated step, the next appended
-        observation is taken as the episode's final one (keras-rl's convention), as is any
+        observation is taken as the episode's last one (keras-rl's convention), as is any
         observation given to ``append_final``.
-        With ``training=False`` only the window used by ``get_recent_state`` is updated.
+        With ``training=False`` only the window ``get_recent_state`` stacks is updated.
         """
-        observation = self._checked(observation)
-        self._remember_recent(observation, ended=bool(terminal) or bool(truncated))
+        observation = self._checked("observation", observation)
+        ended = bool(terminal) or bool(truncated)
+        if stream == 0:
+            self._update_window(observation, ended)
         if not training:
             return
-        final = self._previous_ended
-        self._write(observation, action, reward, terminal and not final, final=final)
-        self._previous_ended = not final and (bool(terminal) or bool(truncated))
+        writer = self._keras_rl_stream(stream)
+        if writer.previous_ended:
+            self._write(writer, observation, episode_ends=True)
+            writer.previous_ended = False
+            return
+        position = self._write(writer, observation, episode_ends=False)
+        self._record_step(position, action, reward, terminal)
+        writer.previous_ended = ended
 
-    def append_final(self, observation: Any, training: bool = True) -> None:
+    def append_final(self, observation: Any, training: bool = True, stream: int = 0) -> None:
         """Store the last observation of an episode, from which no transition starts."""
-        observation = self._checked(observation)
-        self._remember_final(observation)
+        observation = self._checked("observation", observation)
+        if stream == 0:
+            self._window_episode_ended = False
+            self._window.end_episode(observation)
         if not training:
             return
-        self._write(observation, 0, 0.0, False, final=True)
-        self._previous_ended = False
+        writer = self._keras_rl_stream(stream)
+        self._write(writer, observation, episode_ends=True)
+        writer.previous_ended = False
+
+    def append_transition(
+        self,
+        observation: Any,
+        action: int,
+        reward: float,
+        next_observation: Any,
+        terminated: bool,
+        truncated: bool = False,
+        stream: int = 0,
+    ) -> None:
+        """Store one whole transition of ``stream`` (a vector environment's index, an actor).
+
+        Consecutive transitions of a stream share an observation, which is stored once:
+        ``observation`` must then be the ``next_observation`` of the stream's previous
+        transition, unless that one ended its episode (terminated or truncated), after which
+        ``observation`` begins a new episode.
+        """
+        observation = self._checked("observation", observation)
+        next_observation = self._checked("next_observation", next_observation)
+        writer = self._stream(stream)
+        if writer.awaiting_action and self._is_stored(writer.newest):
+            position = writer.newest % self.limit
+            if not np.array_equal(self._observations[position], observation):
+                raise ValueError(
+                    f"observation: stream {stream}'s previous transition led to a different "
+                    "observation and did not end its episode; end it (terminated or truncated) "
+                    "or call end_episode(stream) before starting another"
+                )
+        else:
+            writer.in_episode = writer.in_episode and writer.awaiting_action
+            position = self._write(writer, observation, episode_ends=False)
+        self._record_step(position, action, reward, terminated)
+        ended = bool(terminated) or bool(truncated)
+        self._write(writer, next_observation, episode_ends=ended)
+        writer.awaiting_action = not ended
+
+    def end_episode(self, stream: int = 0) -> None:
+        """End ``stream``'s episode at its newest observation, as a truncation (e.g. when
+        training stops mid-episode): no transition of its next episode links to it."""
+        writer = self._stream(stream)
+        writer.in_episode = writer.awaiting_action = writer.previous_ended = False
 
     def clear_recent(self) -> None:
         """A new episode begins: forget the observations ``get_recent_state`` stacks (unless
         episode boundaries are ignored)."""
-        self._recent_ended = False
-        if not self.ignore_episode_boundaries:
-            self._recent.clear()
+        self._window_episode_ended = False
+        self._window.reset()
 
-    def _checked(self, observation: Any) -> np.ndarray:
+    def update_priorities(self, indices: np.ndarray, td_errors: Any) -> None:
+        """Take the TD errors of the transitions at ``indices`` after a gradient step. Uniform
+        replay has no priorities, so nothing happens; a prioritized memory overrides this."""
+
+    def _stream(self, stream: int) -> _Stream:
+        writer = self._streams.get(stream)
+        if writer is None:
+            check_int("stream", stream, minimum=0)
+            writer = self._streams[stream] = _Stream()
+        return writer
+
+    def _keras_rl_stream(self, stream: int) -> _Stream:
+        writer = self._stream(stream)
+        if writer.awaiting_action:
+            raise ValueError(
+                f"stream: stream {stream} is written with append_transition; use one way of "
+                "writing per stream"
+            )
+        return writer
+
+    def _checked(self, name: str, observation: Any) -> np.ndarray:
         """``observation`` as an array, if its shape is that of the earlier ones."""
         observation = np.asarray(observation)
         if self._observation_shape is None:
             self._observation_shape = observation.shape
         elif observation.shape != self._observation_shape:
             raise ValueError(
-                f"observation: expected shape {self._observation_shape} like the earlier "
+                f"{name}: expected shape {self._observation_shape} like the earlier "
                 f"observations in this memory, got {observation.shape}"
             )
         return observation
 
-    def _remember_recent(self, observation: np.ndarray, ended: bool) -> None:
-        if self._recent_ended:
-            # keras-rl's protocol: this is the final observation of the episode that just ended.
-            self._remember_final(observation)
+    def _update_window(self, observation: np.ndarray, ended: bool) -> None:
+        if self._window_episode_ended:
+            # keras-rl's protocol: this is the last observation of the episode that just ended.
+            self._window_episode_ended = False
+            self._window.end_episode(observation)
             return
-        if self.window_length > 1:
-            self._recent.append(observation.copy())
-        self._recent_ended = ended
+        self._window.append(observation)
+        self._window_episode_ended = ended
 
-    def _remember_final(self, observation: np.ndarray) -> None:
-        self._recent_ended = False
-        if not self.ignore_episode_boundaries:
-            self._recent.clear()
-        elif self.window_length > 1:
-            self._recent.append(observation.copy())
-
-    def _write(
-        self, observation: np.ndarray, action: int, reward: float, terminal: bool, final: bool
-    ) -> None:
+    def _write(self, writer: _Stream, observation: np.ndarray, episode_ends: bool) -> int:
+        """Store ``observation`` as ``writer``'s newest entry and link it to the one before;
+        return its position."""
         if self._observations is None:
             self._observations = np.zeros((self.limit,) + observation.shape, observation.dtype)
-        index = self._next_index
+        serial = self._nb_written
+        position = serial % self.limit
         if self._nb_entries == self.limit:
-            self._nb_finals -= int(self._finals[index])
+            self._nb_transitions -= int(self._has_next[position])
         else:
             self._nb_entries += 1
-        self._observations[index] = observation
-        self._actions[index] = action
-        self._rewards[index] = reward
-        self._terminals[index] = terminal
-        self._finals[index] = final
-        self._nb_finals += int(final)
-        self._next_index = (index + 1) % self.limit
+        linked = writer.in_episode and self._is_stored(writer.newest)
+        if self._previous is None and writer.newest != serial - 1:
+            if linked or self.ignore_episode_boundaries:
+                self._store_links()
+        self._observations[position] = observation
+        self._actions[position] = 0
+        self._rewards[position] = 0.0
+        self._terminated[position] = False
+        self._has_next[position] = False
+        self._episode_start[position] = not writer.in_episode
+        if self._previous is not None:
+            self._previous[position] = writer.newest
+            self._next[position] = NONE
+        if linked:
+            before = writer.newest % self.limit
+            self._has_next[before] = True
+            if self._next is not None:
+                self._next[before] = serial
+            self._nb_transitions += 1
+        self._nb_written += 1
+        writer.newest = serial
+        writer.in_episode = not episode_ends
+        return position
+
+    def _store_links(self) -> None:
+        """Streams now interleave: write down the neighbours that were implicit so far."""
+        positions = np.arange(self.limit)
+        serials = self._serials(positions)
+        self._previous = serials - 1
+        self._next = np.where(self._has_next, serials + 1, NONE)
+
+    def _serials(self, positions: np.ndarray) -> np.ndarray:
+        """The serial numbers of the entries at ``positions``."""
+        newest = self._nb_written - 1
+        return newest - (newest - positions) % self.limit
+
+    def _record_step(self, position: int, action: int, reward: float, terminated: bool) -> None:
+        self._actions[position] = action
+        self._rewards[position] = reward
+        self._terminated[position] = terminated
+
+    def _is_stored(self, serial: int) -> bool:
+        return serial != NONE and serial >= self._nb_written - self._nb_entries
 
     # ------------------------------------------------------------------ reading
 
@@ -183,53 +320,42 @@ class SequentialMemory:
     @property
     def nb_transitions(self) -> int:
         """How many stored transitions can be sampled: those whose next observation is stored."""
-        if self._nb_entries < 2:
-            return 0
-        newest = (self._next_index - 1) % self.limit
-        return self._nb_entries - 1 - (self._nb_finals - int(self._finals[newest]))
+        return self._nb_transitions
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the buffer's arrays."""
-        arrays = (self._actions, self._rewards, self._terminals, self._finals)
-        total = sum(array.nbytes for array in arrays)
+        arrays = (self._actions, self._rewards, self._terminated, self._episode_start)
+        arrays += (self._has_next, self._previous, self._next)
+        total = sum(array.nbytes for array in arrays if array is not None)
         return total + (0 if self._observations is None else self._observations.nbytes)
 
     def get_recent_state(self, current_observation: Any) -> np.ndarray:
-        """The state to act on: ``current_observation`` stacked after the ones before it.
-
-        Frames from before the episode's start are zeros, as in keras-rl.
-        """
-        current = np.asarray(current_observation)
-        if self.window_length == 1:
-            return current[np.newaxis]
-        state = np.zeros((self.window_length,) + current.shape, dtype=current.dtype)
-        state[-1] = current
-        recent = list(self._recent)[-(self.window_length - 1) :]
-        for offset, observation in enumerate(reversed(recent), start=2):
-            state[-offset] = observation
-        return state
+        """keras-rl's acting window: ``current_observation`` stacked after the observations
+        appended before it in this episode (zeros before its start). Agents keep their own
+        ``kerasdqn.state.StateWindow``; this one follows ``append`` on stream 0."""
+        return self._window.state(current_observation)
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Buffer positions of ``batch_size`` transitions drawn uniformly, with replacement.
 
-        Only transitions whose next observation is still stored are drawn; final observations
-        never start one.
+        Only transitions whose next observation is stored are drawn; an episode's last
+        observation never starts one.
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
-        if self.nb_transitions == 0:
+        if self._nb_transitions == 0:
             raise ValueError(
                 "the memory holds no complete transition yet; append at least two observations "
                 "of one episode before sampling"
             )
         rng = self._rng()
-        newest = (self._next_index - 1) % self.limit
+        newest = (self._nb_written - 1) % self.limit
         indices = np.empty(batch_size, dtype=np.int64)
         missing = np.arange(batch_size)
         while missing.size:
             ages = rng.integers(1, self._nb_entries, size=missing.size)
             candidates = (newest - ages) % self.limit
-            valid = ~self._finals[candidates]
+            valid = self._has_next[candidates]
             indices[missing[valid]] = candidates[valid]
             missing = missing[~valid]
         return indices
@@ -246,16 +372,17 @@ class SequentialMemory:
 
         With ``n_step > 1``, a transition runs ``k <= n_step`` steps ahead: ``reward`` is
         ``r_0 + gamma r_1 + ... + gamma^(k-1) r_(k-1)``, ``state1`` the state ``k`` steps on and
-        ``steps`` holds ``k``. It stops early where the episode terminated or ended, or where
-        the memory holds nothing newer.
+        ``steps`` holds ``k``. It stops early where the episode ended, or where the memory
+        holds nothing newer of the stream.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        steps, reward, terminal1 = self._n_step_returns(indices, n_step, gamma)
+        ahead = self._positions_ahead(indices, n_step)
+        steps, reward, terminal1 = self._n_step_returns(ahead, gamma)
+        behind, usable = self._positions_behind(indices)
+        frames = self._observations[np.concatenate([behind, ahead], axis=1)]
         window = self.window_length
-        offsets = np.arange(-window + 1, n_step + 1)
-        frames = self._observations[(indices[:, np.newaxis] + offsets) % self.limit]
         if window > 1:
-            frames[~self._frames_in_episode(indices, n_step)] = 0
+            frames[:, : window - 1][~usable] = 0
         if n_step == 1:
             state1 = frames[:, 1:]
         else:
@@ -268,43 +395,57 @@ class SequentialMemory:
             state1=state1,
             terminal1=terminal1,
             steps=steps,
+            indices=indices,
         )
 
-    def _n_step_returns(self, indices: np.ndarray, n_step: int, gamma: float):
-        """``(steps, discounted reward sum, terminal)`` of transitions of up to ``n_step``."""
-        reward = self._rewards[indices]
-        terminal = self._terminals[indices]
-        steps = np.ones(len(indices), dtype=np.int64)
-        newest = (self._next_index - 1) % self.limit
+    def _positions_ahead(self, indices: np.ndarray, n_step: int) -> np.ndarray:
+        """``(batch, n_step + 1)`` positions: each transition's start and the entries its
+        stream wrote after it (where there are none, the last one repeats)."""
+        columns = [indices]
+        for _ in range(n_step):
+            current = columns[-1]
+            following = current + 1 if self._next is None else self._next[current]
+            columns.append(np.where(self._has_next[current], following % self.limit, current))
+        return np.stack(columns, axis=1)
+
+    def _positions_behind(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``window_length - 1`` positions before each start, oldest first, and a mask of
+        those that may be stacked: still stored and, unless episode boundaries are ignored,
+        in the same episode."""
+        batch, width = len(indices), self.window_length - 1
+        positions = np.empty((batch, width), dtype=np.int64)
+        usable = np.empty((batch, width), dtype=np.bool_)
+        oldest = self._nb_written - self._nb_entries
+        current, still_usable = indices, np.ones(batch, dtype=np.bool_)
+        for back in range(1, width + 1):
+            if self._previous is None:
+                previous = self._serials(current) - 1
+            else:
+                previous = self._previous[current]
+            still_usable = still_usable & (previous != NONE) & (previous >= oldest)
+            if not self.ignore_episode_boundaries:
+                still_usable &= ~self._episode_start[current]
+            current = np.where(still_usable, previous % self.limit, current)
+            positions[:, width - back] = current
+            usable[:, width - back] = still_usable
+        return positions, usable
+
+    def _n_step_returns(self, ahead: np.ndarray, gamma: float):
+        """``(steps, discounted reward sum, terminated)`` of transitions of up to ``n_step``."""
+        start = ahead[:, 0]
+        reward = self._rewards[start]
+        terminal = self._terminated[start]
+        steps = np.ones(len(start), dtype=np.int64)
         going_on = ~terminal
-        for ahead in range(1, n_step):
-            position = (indices + ahead) % self.limit
-            # The transition from `position` belongs to this episode and is complete.
-            going_on &= ~self._finals[position] & (position != newest)
-            reward[going_on] += gamma**ahead * self._rewards[position[going_on]]
+        for step in range(1, ahead.shape[1] - 1):
+            position = ahead[:, step]
+            # The transition from `position` is complete (its next observation is stored).
+            going_on &= self._has_next[position]
+            reward[going_on] += gamma**step * self._rewards[position[going_on]]
             steps[going_on] += 1
-            terminal[going_on] = self._terminals[position[going_on]]
+            terminal[going_on] = self._terminated[position[going_on]]
             going_on &= ~terminal
         return steps, reward, terminal
-
-    def _frames_in_episode(self, indices: np.ndarray, n_step: int = 1) -> np.ndarray:
-        """Mask over the window frames ``indices - w + 1 ... indices + n_step`` to stack.
-
-        A frame ``k`` steps before the transition's start is usable if it is still stored and,
-        unless episode boundaries are ignored, no final observation lies between them.
-        """
-        batch = indices.shape[0]
-        usable = np.ones((batch, self.window_length + n_step), dtype=np.bool_)
-        newest = (self._next_index - 1) % self.limit
-        age = (newest - indices) % self.limit
-        still_usable = np.ones(batch, dtype=np.bool_)
-        for back in range(1, self.window_length):
-            position = (indices - back) % self.limit
-            still_usable &= age + back < self._nb_entries
-            if not self.ignore_episode_boundaries:
-                still_usable &= ~self._finals[position]
-            usable[:, self.window_length - 1 - back] = still_usable
-        return usable
 
     def sample(self, batch_size: int, batch_idxs: Any = None) -> list[Experience]:
         """keras-rl's interface: a list of ``Experience`` tuples.
@@ -330,13 +471,18 @@ class SequentialMemory:
         """Everything stored, as arrays and plain numbers (for checkpoints; no pickling)."""
         filled = self._nb_entries
         state: dict[str, Any] = {
-            "actions": self._actions[:filled],
-            "rewards": self._rewards[:filled],
-            "terminals": self._terminals[:filled],
-            "finals": self._finals[:filled],
-            "next_index": self._next_index,
-            "previous_ended": self._previous_ended,
+            name: getattr(self, f"_{name}")[:filled]
+            for name in _ENTRY_ARRAYS
+            if getattr(self, f"_{name}") is not None
         }
+        state["nb_written"] = self._nb_written
+        state["streams"] = np.array(
+            [
+                [key, s.newest, s.in_episode, s.awaiting_action, s.previous_ended]
+                for key, s in sorted(self._streams.items())
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 5)
         if self._observations is not None:
             state["observations"] = self._observations[:filled]
         return state
@@ -344,7 +490,7 @@ class SequentialMemory:
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what ``get_state`` returned, after checking it fits this memory."""
         filled = len(state["actions"])
-        if filled > self.limit or not 0 <= int(state["next_index"]) < self.limit:
+        if filled > self.limit:
             raise ValueError(
                 f"state: it holds {filled} entries but this memory's limit is {self.limit}"
             )
@@ -358,14 +504,19 @@ class SequentialMemory:
             )
             self._observations[:filled] = observations
             self._observation_shape = observations.shape[1:]
-        self._actions[:filled] = state["actions"]
-        self._rewards[:filled] = state["rewards"]
-        self._terminals[:filled] = state["terminals"]
-        self._finals[:filled] = state["finals"]
+        if "previous" in state:
+            self._previous = np.full(self.limit, NONE, dtype=np.int64)
+            self._next = np.full(self.limit, NONE, dtype=np.int64)
+        for name in _ENTRY_ARRAYS:
+            if name in state:
+                getattr(self, f"_{name}")[:filled] = state[name]
         self._nb_entries = filled
-        self._nb_finals = int(np.count_nonzero(self._finals))
-        self._next_index = int(state["next_index"])
-        self._previous_ended = bool(state["previous_ended"])
+        self._nb_written = int(state["nb_written"])
+        self._nb_transitions = int(np.count_nonzero(self._has_next))
+        for key, newest, in_episode, awaiting, previous_ended in np.asarray(state["streams"]):
+            self._streams[int(key)] = _Stream(
+                int(newest), bool(in_episode), bool(awaiting), bool(previous_ended)
+            )
 
     def _rng(self) -> np.random.Generator:
         if self.rng is None:
@@ -379,3 +530,43 @@ class SequentialMemory:
             "window_length": self.window_length,
             "ignore_episode_boundaries": self.ignore_episode_boundaries,
         }
+
+
+_ENTRY_ARRAYS = (
+    "actions",
+    "rewards",
+    "terminated",
+    "episode_start",
+    "has_next",
+    "previous",
+    "next",
+)
+
+
+def upgrade_single_writer_state(state: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A ``get_state`` dict from the memory of kerasdqn 0.1 (checkpoint format 1: one writer,
+    each entry's next observation the next entry, episode ends as *final* flags)."""
+    finals = np.asarray(state["finals"], dtype=np.bool_)
+    filled = len(finals)
+    next_index = int(state["next_index"])
+    nb_written = next_index + (limit if filled == limit else 0)
+    positions = np.arange(filled)
+    newest = (next_index - 1) % limit
+    oldest = next_index % limit if filled == limit else 0
+    upgraded = {
+        "actions": state["actions"],
+        "rewards": state["rewards"],
+        "terminated": state["terminals"],
+        "episode_start": (positions == oldest) | np.roll(finals, 1),
+        "has_next": ~finals & (positions != newest),
+        "nb_written": nb_written,
+        "streams": np.zeros((0, 5), dtype=np.int64),
+    }
+    if filled:
+        in_episode = not finals[newest]
+        upgraded["streams"] = np.array(
+            [[0, nb_written - 1, in_episode, False, bool(state["previous_ended"])]],
+            dtype=np.int64,
+        )
+        upgraded["observations"] = state["observations"]
+    return upgraded

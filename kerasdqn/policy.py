@@ -2,7 +2,8 @@
 
 The names, arguments and behaviour follow keras-rl. Randomness comes from the agent's
 ``numpy.random.Generator`` once the policy is attached to an agent (so an agent's ``seed`` makes
-runs repeatable); a policy used on its own seeds its generator from NumPy's global state.
+runs repeatable); a policy used on its own seeds its generator from NumPy's global state. Each
+policy says what exploration rate it uses now (``epsilon``), so loggers need not guess.
 """
 
 from __future__ import annotations
@@ -20,18 +21,26 @@ class Policy:
     agent: Any = None
     _rng: np.random.Generator | None = None
 
-    def _set_agent(self, agent: Any) -> None:
+    def attach(self, agent: Any) -> None:
+        """Act for ``agent``: draw from its random generator, read its step counter."""
         self.agent = agent
+        self.rng = agent.rng
 
     @property
     def rng(self) -> np.random.Generator:
-        """The random generator: the agent's when attached to one."""
-        agent_rng = getattr(self.agent, "rng", None)
-        if agent_rng is not None:
-            return agent_rng
+        """The random generator: the agent's once attached to one."""
         if self._rng is None:
             self._rng = np.random.default_rng(np.random.randint(2**31))
         return self._rng
+
+    @rng.setter
+    def rng(self, generator: np.random.Generator) -> None:
+        self._rng = generator
+
+    @property
+    def epsilon(self) -> float | None:
+        """The probability of a random action now, for policies that have one."""
+        return None
 
     @property
     def metrics_names(self) -> list[str]:
@@ -79,6 +88,10 @@ class EpsGreedyQPolicy(Policy):
     def __init__(self, eps: float = 0.1) -> None:
         self.eps = check_float("eps", eps, 0.0, 1.0)
 
+    @property
+    def epsilon(self) -> float:
+        return self.eps
+
     def select_action(self, q_values: np.ndarray) -> int:
         q_values = _check_q_values(q_values)
         rng = self.rng
@@ -119,6 +132,10 @@ class MaxBoltzmannQPolicy(Policy):
         self.eps = check_float("eps", eps, 0.0, 1.0)
         self.tau = check_float("tau", tau, 0.0, low_open=True)
         self.clip = _check_clip(clip)
+
+    @property
+    def epsilon(self) -> float:
+        return self.eps
 
     def select_action(self, q_values: np.ndarray) -> int:
         q_values = _check_q_values(q_values)
@@ -162,9 +179,9 @@ class LinearAnnealedPolicy(Policy):
         self.value_test = check_float("value_test", value_test)
         self.nb_steps = check_int("nb_steps", nb_steps, minimum=1)
 
-    def _set_agent(self, agent: Any) -> None:
-        super()._set_agent(agent)
-        self.inner_policy._set_agent(agent)
+    def attach(self, agent: Any) -> None:
+        super().attach(agent)
+        self.inner_policy.attach(agent)
 
     def get_current_value(self) -> float:
         """The annealed value at the agent's current step (``value_test`` when testing)."""
@@ -172,6 +189,13 @@ class LinearAnnealedPolicy(Policy):
             return self.value_test
         slope = -(self.value_max - self.value_min) / self.nb_steps
         return max(self.value_min, self.value_max + slope * float(self.agent.step))
+
+    @property
+    def epsilon(self) -> float | None:
+        """The annealed value if ``eps`` is annealed, else the inner policy's epsilon."""
+        if self.attr == "eps":
+            return self.get_current_value()
+        return self.inner_policy.epsilon
 
     def select_action(self, q_values: np.ndarray) -> int:
         setattr(self.inner_policy, self.attr, self.get_current_value())

@@ -111,10 +111,15 @@ def test_an_episode_cut_by_a_checkpoint_ends_there_as_a_truncation(trained, tmp_
     fresh = make()
     fresh.load_checkpoint(tmp_path / "c.h5")
     state = fresh.memory.get_state()
-    newest = (state["next_index"] - 1) % fresh.memory.limit
+    newest = (state["nb_written"] - 1) % fresh.memory.limit
     np.testing.assert_array_equal(state["observations"][newest], pending)
-    assert state["finals"][newest] and not state["terminals"][newest]
+    assert not state["has_next"][newest]
     assert fresh.memory.nb_entries == agent.memory.nb_entries or fresh.memory.nb_entries == 300
+    # The next observation stored begins a new episode: nothing links it to the pending one.
+    fresh.memory.append(np.zeros(4, np.float32), 0, 0.0, terminal=False)
+    after = fresh.memory.get_state()
+    assert after["episode_start"][(after["nb_written"] - 1) % fresh.memory.limit]
+    assert not after["has_next"][newest]
 
 
 def test_a_checkpoint_of_a_different_agent_is_refused_and_changes_nothing(trained, tmp_path):
@@ -213,3 +218,30 @@ def test_killing_a_writer_mid_write_leaves_the_previous_checkpoint_intact(traine
     assert leftovers, "the writer should have been killed in the middle of its write"
     assert path.read_bytes() == original
     make().load_checkpoint(path)
+
+
+def test_a_format_1_checkpoint_loads_with_every_transition_as_it_was(cartpole):
+    """tests/data/v1_checkpoint.h5 was written by kerasdqn 0.1.0 (make_v1_checkpoint.py)."""
+    data = Path(__file__).with_name("data")
+    keras.utils.set_random_seed(3)
+    agent = DQNAgent(
+        build_mlp((2, 4), 2, (8,)),
+        nb_actions=2,
+        memory=SequentialMemory(60, window_length=2),
+        nb_steps_warmup=20,
+        n_step=2,
+        seed=3,
+    )
+    agent.compile(keras.optimizers.Adam(1e-3))
+    agent.load_checkpoint(data / "v1_checkpoint.h5")
+
+    reference = np.load(data / "v1_reference.npz")
+    memory = agent.memory
+    assert memory.nb_transitions == int(reference["nb_transitions"])
+    positions = np.array(sorted(set(memory.sample_indices(5000).tolist())))
+    batch = memory.batch_at(positions, n_step=2, gamma=0.99)
+    for name in ("state0", "action", "reward", "state1", "terminal1", "steps"):
+        np.testing.assert_array_equal(getattr(batch, name), reference[name], err_msg=name)
+    assert agent.step == 150
+    history = agent.fit(cartpole, nb_steps=30, verbose=0)
+    assert agent.step == 180 and history.history["nb_steps"]

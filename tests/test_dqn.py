@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kerasdqn import DQNAgent, EpsGreedyQPolicy, SequentialMemory
-from kerasdqn.callbacks import HardTargetUpdate, soft_update
+from kerasdqn.targets import soft_update
 
 GAMMA = 0.5
 
@@ -169,18 +169,26 @@ def test_soft_target_update_follows_every_gradient_step(gradient_steps):
 
 
 def test_hard_target_update_copies_when_the_step_is_a_multiple_of_the_interval():
-    agent = DQNAgent(linear_model(3), nb_actions=2, memory=hand_built_memory())
-    callback = HardTargetUpdate(3)
-    callback.set_model(agent)
+    agent = DQNAgent(
+        linear_model(3),
+        nb_actions=2,
+        memory=SequentialMemory(10),
+        target_model_update=3,
+        nb_steps_warmup=100,
+    )
+    agent.compile("sgd")
     new_weights = [np.ones((3, 2), np.float32), np.full(2, 2.0, np.float32)]
     agent.model.set_weights(new_weights)
+    agent.training = True
 
     agent.step = 4
-    callback.on_step_end(0)
+    agent.forward(np.zeros(3, np.float32))
+    agent.backward(0.0, terminal=False)
     assert not np.array_equal(agent.target_model.get_weights()[0], new_weights[0])
 
     agent.step = 6
-    callback.on_step_end(0)
+    agent.forward(np.zeros(3, np.float32))
+    agent.backward(0.0, terminal=False)
     for actual, wanted in zip(agent.target_model.get_weights(), new_weights):
         np.testing.assert_array_equal(actual, wanted)
 

@@ -566,3 +566,126 @@ def test_n_step_next_state_windows_stack_the_frames_before_it():
     batch = n_step_memory(window_length=2).batch_at(np.array([0, 4, 7]), n_step=3, gamma=1.0)
     np.testing.assert_array_equal(batch.state1[:, :, 0], [[2, 3], [5, 6], [8, 9]])
     np.testing.assert_array_equal(batch.state0[:, :, 0], [[0, 0], [0, 4], [0, 7]])
+
+
+# --------------------------------------------------------------------------- several streams
+
+
+def stream_episodes(nb_streams, nb_steps, seed):
+    """Per stream, a list of transitions (o, a, r, o', terminated, truncated) over random
+    episodes; observation ids [1000 * stream + t] are unique."""
+    rng = np.random.default_rng(seed)
+    streams = []
+    for stream in range(nb_streams):
+        transitions, t = [], 0
+        for _ in range(nb_steps):
+            end = rng.random()
+            terminated, truncated = end < 0.1, 0.1 <= end < 0.15
+            o, o_next = [1000.0 * stream + t], [1000.0 * stream + t + 1]
+            transitions.append((o, t % 3, float(t), o_next, terminated, truncated))
+            t += 2 if terminated or truncated else 1  # a new episode starts at a new id
+        streams.append(transitions)
+    return streams
+
+
+def transition_set(memory, n_step=3):
+    positions = np.array(sorted(set(memory.sample_indices(20_000).tolist())))
+    batch = memory.batch_at(positions, n_step=n_step, gamma=0.5)
+    return {
+        (
+            batch.state0[i].tobytes(),
+            int(batch.action[i]),
+            float(batch.reward[i]),
+            batch.state1[i].tobytes(),
+            bool(batch.terminal1[i]),
+            int(batch.steps[i]),
+        )
+        for i in range(len(positions))
+    }
+
+
+@pytest.mark.parametrize("ignore_episode_boundaries", [False, True])
+def test_interleaved_streams_store_the_transitions_each_stream_would_alone(
+    ignore_episode_boundaries,
+):
+    streams = stream_episodes(nb_streams=3, nb_steps=40, seed=1)
+    shared = SequentialMemory(
+        500, window_length=3, ignore_episode_boundaries=ignore_episode_boundaries
+    )
+    shared.rng = np.random.default_rng(0)
+    expected = set()
+    for transitions in streams:
+        alone = SequentialMemory(500, 3, ignore_episode_boundaries)
+        alone.rng = np.random.default_rng(0)
+        for transition in transitions:
+            alone.append_transition(*transition)
+        expected |= transition_set(alone)
+    for step in range(40):
+        for index, transitions in enumerate(streams):
+            shared.append_transition(*transitions[step], stream=index)
+    assert shared.nb_transitions == 3 * 40
+    assert transition_set(shared) == expected
+
+
+def test_each_observation_of_a_stream_is_stored_once():
+    transitions = stream_episodes(nb_streams=1, nb_steps=50, seed=2)[0]
+    memory = SequentialMemory(500)
+    for transition in transitions:
+        memory.append_transition(*transition)
+    episodes = 1 + sum(terminated or truncated for *_, terminated, truncated in transitions[:-1])
+    assert memory.nb_entries == len(transitions) + episodes
+
+
+def test_whole_transitions_match_keras_rl_appends():
+    transitions = stream_episodes(nb_streams=1, nb_steps=60, seed=3)[0]
+    whole, appended = SequentialMemory(500, 2), SequentialMemory(500, 2)
+    for o, a, r, o_next, terminated, truncated in transitions:
+        whole.append_transition(o, a, r, o_next, terminated, truncated)
+        appended.append(o, a, r, terminated, truncated=truncated)
+        if terminated or truncated:
+            appended.append_final(o_next)
+    whole.rng, appended.rng = np.random.default_rng(0), np.random.default_rng(0)
+    # The keras-rl memory has not seen the last next observation yet.
+    assert transition_set(whole) - transition_set(appended) != set()
+    appended.append_final(transitions[-1][3])
+    assert transition_set(whole) == transition_set(appended)
+
+
+def test_interleaved_streams_after_wrap_around_sample_only_real_transitions():
+    streams = stream_episodes(nb_streams=4, nb_steps=100, seed=4)
+    memory = SequentialMemory(57, window_length=1)
+    memory.rng = np.random.default_rng(0)
+    reference = SequentialMemory(1000, window_length=1)
+    reference.rng = np.random.default_rng(0)
+    for step in range(100):
+        for index, transitions in enumerate(streams):
+            memory.append_transition(*transitions[step], stream=index)
+            reference.append_transition(*transitions[step], stream=index)
+    assert memory.nb_entries == 57
+    assert transition_set(memory, n_step=1) <= transition_set(reference, n_step=1)
+
+
+def test_a_transition_that_does_not_continue_its_stream_is_refused():
+    memory = SequentialMemory(10)
+    memory.append_transition([1.0], 0, 0.0, [2.0], terminated=False)
+    with pytest.raises(ValueError, match="observation: stream 0"):
+        memory.append_transition([5.0], 0, 0.0, [6.0], terminated=False)
+    memory.end_episode()
+    memory.append_transition([5.0], 0, 0.0, [6.0], terminated=False)
+    assert memory.nb_transitions == 2
+
+
+def test_streams_written_both_ways_are_refused():
+    memory = SequentialMemory(10)
+    memory.append_transition([1.0], 0, 0.0, [2.0], terminated=False)
+    with pytest.raises(ValueError, match="stream: stream 0 is written with append_transition"):
+        memory.append([2.0], 0, 0.0, terminal=False)
+
+
+def test_update_priorities_is_accepted_and_changes_nothing_in_uniform_replay():
+    memory = n_step_memory()
+    before = memory.get_state()
+    memory.update_priorities(np.array([0, 1]), np.array([5.0, -1.0]))
+    after = memory.get_state()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])

@@ -23,7 +23,7 @@ N = 20_000
 def attach(policy, seed=0, training=True, step=0):
     """Attach a stand-in for the agent: the policy reads its ``rng``, ``training``, ``step``."""
     agent = types.SimpleNamespace(rng=np.random.default_rng(seed), training=training, step=step)
-    policy._set_agent(agent)
+    policy.attach(agent)
     return agent
 
 

@@ -1,12 +1,9 @@
 """DQN (Mnih et al., 2015) with keras-rl's ``DQNAgent`` interface, Double and Dueling options.
 
-The TD target of a transition ``(s, a, r, s')`` is
-
-    y = r + gamma^k * (1 - terminated) * Q_target(s', a*)
-
-with ``a* = argmax_a Q_target(s', a)``, or ``argmax_a Q(s', a)`` for Double DQN (van Hasselt et
-al., 2015), and ``k`` the number of environment steps the transition spans. The loss is
-``0.5 * (y - Q(s, a))^2`` averaged over the batch, Huber beyond ``delta_clip``.
+The data path runs one way. Acting: observation -> processor -> ``StateWindow`` -> Q values ->
+policy -> action. Learning: transition -> memory -> ``TransitionBatch`` -> TD math
+(``kerasdqn.agents.td``) -> optimizer -> TD errors back to the memory (which a prioritized
+memory turns into priorities) -> target update (``kerasdqn.targets``).
 
 Speed: one compiled call does ``gradient_steps`` gradient steps, the soft target update after
 each, and hands back the online weights for acting, so a training step costs one call into
@@ -15,7 +12,6 @@ TensorFlow. Acting evaluates the network with NumPy when it can (see ``kerasdqn.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -26,28 +22,16 @@ import tensorflow as tf
 
 from kerasdqn._checks import check_bool, check_choice, check_float, check_int
 from kerasdqn._compiled import CompiledCall
-from kerasdqn.callbacks import HardTargetUpdate, SoftTargetUpdate, TargetModelUpdate
+from kerasdqn.agents import td
 from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
 from kerasdqn.inference import make_q_function
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine
 from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
+from kerasdqn.state import StateWindow
+from kerasdqn.targets import TargetUpdate, make_hard_update, target_update_for
 from kerasdqn.weights import load_model_weights, save_model_weights
-
-
-def mean_q(q_values):
-    """The mean over the batch of the largest Q value of each state."""
-    return tf.reduce_mean(tf.reduce_max(q_values, axis=1))
-
-
-def huber_loss(error, delta_clip: float):
-    """``0.5 * error^2`` where ``|error| < delta_clip``, linear beyond it (keras-rl's form)."""
-    squared = 0.5 * tf.square(error)
-    if math.isinf(delta_clip):
-        return squared
-    linear = delta_clip * (tf.abs(error) - 0.5 * delta_clip)
-    return tf.where(tf.abs(error) < delta_clip, squared, linear)
 
 
 class DQNAgent(Agent):
@@ -136,6 +120,9 @@ class DQNAgent(Agent):
         self.target_model_update = _check_target_model_update(target_model_update)
         self.memory = _check_memory(memory)
         self.memory.rng = self.rng
+        self.window = StateWindow(
+            memory.window_length, getattr(memory, "ignore_episode_boundaries", False)
+        )
 
         _check_model(model, self.nb_actions, self.memory.window_length)
         if self.enable_dueling_network:
@@ -144,13 +131,9 @@ class DQNAgent(Agent):
         with keras.saving.custom_object_scope(self.custom_model_objects):
             self.target_model = keras.models.clone_model(model)
         self.target_model.set_weights(model.get_weights())
-        self._copy_to_target = _make_copy_function(self.target_model.weights, model.weights)
+        self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
+        self.target_update: TargetUpdate = target_update_for(self.target_model_update)
 
-        self.target_update: TargetModelUpdate = (
-            SoftTargetUpdate(self.target_model_update)
-            if self.target_model_update < 1
-            else HardTargetUpdate(int(self.target_model_update))
-        )
         self.policy = EpsGreedyQPolicy() if policy is None else policy
         self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
         self._input_dtype = np.dtype(model.inputs[0].dtype)
@@ -170,7 +153,7 @@ class DQNAgent(Agent):
     @policy.setter
     def policy(self, policy: Policy) -> None:
         self._policy = _check_policy("policy", policy)
-        policy._set_agent(self)
+        policy.attach(self)
 
     @property
     def test_policy(self) -> Policy:
@@ -179,7 +162,7 @@ class DQNAgent(Agent):
     @test_policy.setter
     def test_policy(self, policy: Policy) -> None:
         self._test_policy = _check_policy("test_policy", policy)
-        policy._set_agent(self)
+        policy.attach(self)
 
     # ----------------------------------------------------------------- compile
 
@@ -235,7 +218,8 @@ class DQNAgent(Agent):
         return self.compute_batch_q_values(np.asarray(state)[np.newaxis])[0]
 
     def forward(self, observation) -> int:
-        state = self.memory.get_recent_state(observation)
+        """The action for ``observation``, stacked with the episode's previous observations."""
+        state = self.window.observe(observation)
         q_values = self.compute_q_values(state)
         policy = self.policy if self.training else self.test_policy
         action = policy.select_action(q_values=q_values)
@@ -246,30 +230,34 @@ class DQNAgent(Agent):
     def reset_states(self) -> None:
         self.recent_observation = None
         self.recent_action = None
-        self.memory.clear_recent()
+        self.window.reset()
 
     # ----------------------------------------------------------------- learning
 
     def backward(self, reward: float, terminal: bool, truncated: bool = False) -> np.ndarray:
-        self.memory.append(
-            self.recent_observation,
-            self.recent_action,
-            reward,
-            terminal,
-            training=self.training,
-            truncated=truncated,
-        )
-        if (
-            not self.training
-            or self.step <= self.nb_steps_warmup
-            or self.step % self.train_interval != 0
-            or self.memory.nb_transitions == 0
-        ):
+        """Store the step (while training), learn when due, then update the target network
+        when a hard copy is due; returns the step's metrics (NaN when nothing was learned)."""
+        if not self.training:
             return self._no_metrics
-        return self.learn()
+        self.memory.append(
+            self.recent_observation, self.recent_action, reward, terminal, truncated=truncated
+        )
+        metrics = self.learn() if self._learning_due() else self._no_metrics
+        if self.target_update.copy_due(self.step):
+            self.update_target_model_hard()
+        return metrics
+
+    def _learning_due(self) -> bool:
+        return (
+            self.step > self.nb_steps_warmup
+            and self.step % self.train_interval == 0
+            and self.memory.nb_transitions > 0
+        )
 
     def finish_episode(self, observation) -> None:
-        self.memory.append_final(observation, training=self.training)
+        self.window.end_episode(observation)
+        if self.training:
+            self.memory.append_final(observation)
 
     def learn(self, batch: TransitionBatch | None = None) -> np.ndarray:
         """Take ``gradient_steps`` gradient steps, each on ``batch_size`` transitions.
@@ -289,88 +277,89 @@ class DQNAgent(Agent):
         inputs = self._training_inputs(batch)
         if self._learn_function is None:
             self._learn_function = self._build_learn_function(inputs)
-        outputs = self._learn_function(*inputs)
-        stats = outputs[0].numpy()
+        stats, td_errors, *acting_weights = self._learn_function(*inputs)
+        stats = stats.numpy()
         if not np.isfinite(stats[0]):
             raise FloatingPointError(
                 f"the loss is {stats[0]} at step {self.step}; training stopped. The networks "
                 "may now hold non-finite values: save_weights refuses to write them, so the "
                 "last good weights file stays as it was"
             )
-        self._q_function.refresh(outputs[1:])
+        if batch.indices is not None:
+            self.memory.update_priorities(batch.indices, td_errors)
+        self._q_function.refresh(acting_weights)
         extra = list(self.policy.metrics)
         if self.processor is not None:
             extra += list(self.processor.metrics)
         return np.concatenate([stats, np.asarray(extra, dtype=stats.dtype)]) if extra else stats
 
     def _training_inputs(self, batch: TransitionBatch) -> list[np.ndarray]:
-        """Arrays ``[state0, action, reward, discount, state1]``, each ``(K, batch, ...)``."""
+        """Arrays ``[state0, action, reward, discount, state1, weights]``, each
+        ``(gradient_steps, batch_size, ...)``."""
         state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
         state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
         steps = 1 if batch.steps is None else batch.steps
-        discount = (self.gamma**steps * (1.0 - batch.terminal1)).astype(np.float32)
+        weights = np.ones(len(batch.action)) if batch.weights is None else batch.weights
         arrays = [
             state0,
             batch.action.astype(np.int32),
             batch.reward.astype(np.float32),
-            discount,
+            td.n_step_discounts(self.gamma, steps, batch.terminal1),
             state1,
+            np.asarray(weights, dtype=np.float32),
         ]
         shape = (self.gradient_steps, self.batch_size)
         return [array.reshape(shape + array.shape[1:]) for array in arrays]
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
-        """Trace the training call once, for inputs shaped like ``example_inputs``."""
-        gradient_step = self._make_gradient_step()
+        """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
+        ``gradient_steps`` gradient steps and returns the mean statistics, the TD errors
+        ``(gradient_steps, batch_size)`` and the weights acting reads."""
         nb_stats = len(self._metric_functions) + 2
         gradient_steps = self.gradient_steps
         acting_variables = self._q_function.variables
 
-        def learn(state0, action, reward, discount, state1):
+        def learn(*inputs):
             if gradient_steps == 1:
-                stats = gradient_step(state0[0], action[0], reward[0], discount[0], state1[0])
+                stats, errors = self._gradient_step(*[array[0] for array in inputs])
+                errors = errors[tf.newaxis]
             else:
                 stats = tf.zeros([nb_stats])
+                all_errors = tf.TensorArray(tf.float32, size=gradient_steps)
                 for k in tf.range(gradient_steps):
-                    stats += gradient_step(state0[k], action[k], reward[k], discount[k], state1[k])
+                    step_stats, step_errors = self._gradient_step(*[array[k] for array in inputs])
+                    stats += step_stats
+                    all_errors = all_errors.write(k, step_errors)
                 stats /= gradient_steps
-            return [stats] + [tf.identity(variable) for variable in acting_variables]
+                errors = all_errors.stack()
+            return [stats, errors] + [tf.identity(variable) for variable in acting_variables]
 
         specs = [tf.TensorSpec(array.shape, array.dtype) for array in example_inputs]
         return CompiledCall(learn, specs, jit_compile=self.jit_compile)
 
-    def _make_gradient_step(self):
-        model, target_model = self.model, self.target_model
-        trainable = model.trainable_variables
-        optimizer, target_update = self.optimizer, self.target_update
-        metric_functions, delta_clip = self._metric_functions, self.delta_clip
-        double_dqn = self.enable_double_dqn
+    def _next_state_values(self, state1):
+        """``V(s')`` of the TD target: the target network's max, or Double DQN's choice."""
+        next_q_target = self.target_model(state1, training=False)
+        if self.enable_double_dqn:
+            return td.double_next_values(next_q_target, self.model(state1, training=False))
+        return td.max_next_values(next_q_target)
 
-        def gradient_step(state0, action, reward, discount, state1):
-            next_q = target_model(state1, training=False)
-            if double_dqn:
-                best = tf.argmax(model(state1, training=False), axis=1, output_type=tf.int32)
-                next_value = tf.gather(next_q, best, axis=1, batch_dims=1)
-            else:
-                next_value = tf.reduce_max(next_q, axis=1)
-            # y = r + gamma^k * (1 - terminated) * Q_target(s', a*)
-            target = tf.stop_gradient(reward + discount * next_value)
-            with tf.GradientTape() as tape:
-                q_values = model(state0, training=True)
-                q_taken = tf.gather(q_values, action, axis=1, batch_dims=1)
-                loss = tf.reduce_mean(huber_loss(target - q_taken, delta_clip))
-            gradients = tape.gradient(loss, trainable)
-            optimizer.apply_gradients(zip(gradients, trainable))
-            target_update.after_gradient_step(target_model.weights, model.weights)
-            stats = [loss]
-            stats += [metric(target, q_taken) for _, metric in metric_functions]
-            stats.append(mean_q(q_values))
-            return tf.stack([tf.cast(value, tf.float32) for value in stats])
-
-        return gradient_step
-
-    def _own_callbacks(self) -> list:
-        return [self.target_update]
+    def _gradient_step(self, state0, action, reward, discount, state1, weights):
+        """One gradient step on a batch (traced into the training call); returns the
+        statistics ``[loss, metrics..., mean_q]`` and the batch's TD errors."""
+        targets = td.td_targets(reward, discount, self._next_state_values(state1))
+        trainable = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            q_values = self.model(state0, training=True)
+            q_taken = td.q_of_actions(q_values, action)
+            loss, errors = td.td_loss(targets, q_taken, self.delta_clip, weights)
+        gradients = tape.gradient(loss, trainable)
+        self.optimizer.apply_gradients(zip(gradients, trainable))
+        self.target_update.after_gradient_step(self.target_model.weights, self.model.weights)
+        stats = [loss]
+        stats += [metric(targets, q_taken) for _, metric in self._metric_functions]
+        stats.append(td.mean_max_q(q_values))
+        return tf.stack([tf.cast(value, tf.float32) for value in stats]), errors
 
     def _on_train_begin(self) -> None:
         # The metrics a step without learning reports; the policy may have changed since.
@@ -465,16 +454,6 @@ class DQNAgent(Agent):
         }
 
 
-def _make_copy_function(destinations: list, sources: list):
-    """A compiled function assigning each source variable to its destination."""
-
-    def copy() -> None:
-        for destination, source in zip(destinations, sources):
-            destination.assign(source)
-
-    return tf.function(copy).get_concrete_function()
-
-
 def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> keras.Model:
     """The model with its last Dense layer replaced by ``V`` and ``A`` streams combined.
 
@@ -531,7 +510,7 @@ def _check_model(model, nb_actions: int, window_length: int) -> None:
 
 
 def _check_memory(memory) -> SequentialMemory:
-    needed = ("append", "append_final", "sample_batch", "get_recent_state", "clear_recent")
+    needed = ("append", "append_final", "sample_batch", "update_priorities")
     if not all(callable(getattr(memory, name, None)) for name in needed):
         raise TypeError(
             f"memory: expected a kerasdqn memory such as SequentialMemory, got {memory!r}"
