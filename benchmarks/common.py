@@ -135,52 +135,45 @@ def make_env(seed: int):
 # --------------------------------------------------------------------------- learners
 
 
+def kerasdqn_config(setting: Setting, seed: int, clip_gradients: bool = True):
+    """``setting`` as kerasdqn's ``DQNConfig``: constant learning rate, SB3's Adam epsilon and
+    (unless ``clip_gradients=False``) its gradient clipping, plain 1-step DQN."""
+    from kerasdqn.config import DQNConfig
+
+    return DQNConfig(
+        steps=setting.steps,
+        seed=seed,
+        hidden=setting.hidden,
+        lr=setting.lr,
+        lr_end=None,
+        batch_size=setting.batch_size,
+        gamma=setting.gamma,
+        memory=setting.buffer_size,
+        warmup=setting.learning_starts,
+        train_interval=setting.train_freq,
+        gradient_steps=setting.gradient_steps,
+        n_step=1,
+        target_update=setting.target_update,
+        eps_start=setting.eps_start,
+        eps_end=setting.eps_end,
+        eps_fraction=setting.eps_fraction,
+        double=False,
+        delta_clip=1.0,
+        adam_epsilon=ADAM_EPSILON,
+        max_grad_norm=MAX_GRAD_NORM if clip_gradients else None,
+    )
+
+
 def kerasdqn_agent(setting: Setting, seed: int, clip_gradients: bool = True):
     """A compiled kerasdqn ``DQNAgent`` for ``setting`` (call ``single_threaded_tensorflow``
     first); ``clip_gradients=False`` leaves out SB3's gradient clipping."""
     import keras
 
-    from kerasdqn import (
-        DQNAgent,
-        EpsGreedyQPolicy,
-        LinearAnnealedPolicy,
-        SequentialMemory,
-        build_mlp,
-    )
+    from kerasdqn.training import build_agent
 
     keras.utils.set_random_seed(seed)
-    if setting.eps_start == setting.eps_end:
-        policy = EpsGreedyQPolicy(setting.eps_start)
-    else:
-        policy = LinearAnnealedPolicy(
-            EpsGreedyQPolicy(),
-            "eps",
-            setting.eps_start,
-            setting.eps_end,
-            0.0,
-            nb_steps=max(1, int(setting.eps_fraction * setting.steps)),
-        )
-    agent = DQNAgent(
-        build_mlp((1, 4), 2, setting.hidden),
-        nb_actions=2,
-        memory=SequentialMemory(setting.buffer_size, window_length=1),
-        policy=policy,
-        gamma=setting.gamma,
-        batch_size=setting.batch_size,
-        nb_steps_warmup=setting.learning_starts,
-        train_interval=setting.train_freq,
-        gradient_steps=setting.gradient_steps,
-        target_model_update=setting.target_update,
-        delta_clip=1.0,
-        seed=seed,
-    )
-    optimizer = keras.optimizers.Adam(
-        learning_rate=setting.lr,
-        epsilon=ADAM_EPSILON,
-        global_clipnorm=MAX_GRAD_NORM if clip_gradients else None,
-    )
-    agent.compile(optimizer)
-    return agent
+    config = kerasdqn_config(setting, seed, clip_gradients)
+    return build_agent(make_env(seed), config)
 
 
 def sb3_model(setting: Setting, env, seed: int):

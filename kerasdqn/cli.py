@@ -11,6 +11,9 @@ import argparse
 import sys
 
 from kerasdqn import plotting, training
+from kerasdqn.config import NETWORK_FIELDS, add_config_arguments, whole_number
+from kerasdqn.envs import file_name
+from kerasdqn.errors import UsageError
 
 ENV_ID = "<ENV_ID>"  # stands for the environment id in default paths
 
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
     training.add_run_arguments(train, logdir=f"runs/{ENV_ID}", weights=f"weights/dqn_{ENV_ID}.h5")
-    training.add_agent_arguments(train)
+    add_config_arguments(train.add_argument_group("experiment"))
     train.set_defaults(run=run_train)
 
     test = commands.add_parser(
@@ -46,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
     test.add_argument("--weights", default=f"weights/dqn_{ENV_ID}.h5", help="HDF5 weights file")
-    test.add_argument("--episodes", type=training.count, default=10, help="episodes to play")
-    test.add_argument("--seed", type=training.count, default=0, help="seed of the episodes")
+    test.add_argument("--episodes", type=whole_number, default=10, help="episodes to play")
+    test.add_argument("--seed", type=whole_number, default=0, help="seed of the episodes")
     shown = test.add_mutually_exclusive_group()
     shown.add_argument(
         "--render", action="store_true", help="show the episodes in a window (needs a display)"
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_threads_argument(test)
     network = test.add_argument_group("network (as trained)")
-    training.add_network_arguments(network)
+    add_config_arguments(network, only=NETWORK_FIELDS)
     test.set_defaults(run=run_test)
 
     plot = commands.add_parser(
@@ -75,15 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    args.logdir = args.logdir.replace(ENV_ID, training.file_name(args.env_id))
-    args.weights = args.weights.replace(ENV_ID, training.file_name(args.env_id))
+    args.logdir = args.logdir.replace(ENV_ID, file_name(args.env_id))
+    args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
     training.configure_threads(args.threads)
     print(training.train(args.env_id, args).summary())
     print(f"Curves:      kerasdqn plot {args.logdir} -o curve.png")
 
 
 def run_test(args: argparse.Namespace) -> None:
-    args.weights = args.weights.replace(ENV_ID, training.file_name(args.env_id))
+    args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
     training.configure_threads(args.threads)
     rewards = training.play(args.env_id, args, video_folder=args.record_video)
     print(training.mean_reward(rewards))
@@ -95,7 +98,7 @@ def run_plot(args: argparse.Namespace) -> None:
     try:
         output = plotting.plot_training(args.logdir, args.output, window=args.window)
     except (OSError, ValueError) as error:
-        raise training.UsageError(error) from None
+        raise UsageError(error) from None
     print(f"Wrote {output}")
 
 
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except training.UsageError as error:
+    except UsageError as error:
         parser.exit(2, f"kerasdqn {args.command}: error: {error}\n")
 
 

@@ -11,13 +11,14 @@ function. The NumPy copy is checked against the Keras model when it is built.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdqn.layers import DuelingCombine
+from kerasdqn.layers import DuelingCombine, combine_dueling
 
 
 def _leaky_relu(x, negative_slope=0.2):
@@ -76,7 +77,7 @@ class NumpyQFunction:
         if isinstance(layer, keras.layers.Activation):
             return _activation(layer.activation)
         if isinstance(layer, DuelingCombine):
-            return _dueling(layer.dueling_type)
+            return functools.partial(combine_dueling, dueling_type=layer.dueling_type, xp=np)
         if isinstance(layer, keras.layers.Dense):
             return self._dense(layer)
         raise _Unsupported(f"layer {type(layer).__name__}")
@@ -112,18 +113,6 @@ class NumpyQFunction:
         for step in self._steps:
             x = step(x)
         return x
-
-
-def _dueling(dueling_type: str) -> Callable[[np.ndarray], np.ndarray]:
-    def combine(x):
-        value, advantage = x[:, :1], x[:, 1:]
-        if dueling_type == "avg":
-            advantage = advantage - advantage.mean(axis=1, keepdims=True)
-        elif dueling_type == "max":
-            advantage = advantage - advantage.max(axis=1, keepdims=True)
-        return value + advantage
-
-    return combine
 
 
 def _chain_of_layers(model: keras.Model) -> list:

@@ -1,4 +1,4 @@
-"""Builders for the Q networks used by the scripts: Keras ``Sequential`` models.
+"""Builders for Q networks: Keras ``Sequential`` models.
 
 Kernels start glorot-normal (Xavier normal: variance ``2 / (fan_in + fan_out)``) and biases at
 zero, the initialization the DQN literature uses for fully connected layers.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import gymnasium
 import keras
 
 from kerasdqn._checks import check_int
@@ -46,3 +47,30 @@ def build_mlp(
     layers += [glorot_dense(units, activation) for units in hidden_units]
     layers.append(glorot_dense(nb_actions, name="q_values"))
     return keras.Sequential(layers)
+
+
+def build_model(env: gymnasium.Env, hidden: Sequence[int] = (256, 256)) -> keras.Model:
+    """The Q network: a glorot-normal MLP from a window of one observation to one Q value per
+    action, ``hidden`` giving the widths of its ReLU layers.
+
+    A Box observation enters as it is (flattened). A Discrete observation (a state index, as
+    in FrozenLake or Taxi) is one-hot encoded first by a ``CategoryEncoding`` layer, which has
+    no weights: the weights file holds the Dense layers only.
+    """
+    nb_actions = int(env.action_space.n)
+    space = env.observation_space
+    if isinstance(space, gymnasium.spaces.Box):
+        return build_mlp((1,) + space.shape, nb_actions, hidden)
+    if isinstance(space, gymnasium.spaces.Discrete) and int(space.start) == 0:
+        hidden = [check_int("hidden", units, minimum=1) for units in hidden]
+        layers = [
+            keras.Input(shape=(1,)),
+            keras.layers.CategoryEncoding(int(space.n), output_mode="one_hot", name="one_hot"),
+        ]
+        layers += [glorot_dense(units, "relu") for units in hidden]
+        layers.append(glorot_dense(nb_actions, name="q_values"))
+        return keras.Sequential(layers)
+    raise ValueError(
+        f"env: build_model handles Box observations and Discrete ones counted from 0, got "
+        f"{space!r}; build the network yourself"
+    )

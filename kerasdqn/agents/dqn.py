@@ -125,6 +125,17 @@ class DQNAgent(Agent):
         )
 
         _check_model(model, self.nb_actions, self.memory.window_length)
+        self._build_networks(model, check_bool("fast_acting", fast_acting))
+        self.target_update: TargetUpdate = target_update_for(self.target_model_update)
+        self.policy = EpsGreedyQPolicy() if policy is None else policy
+        self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
+        self._learn_function = None
+        self.recent_observation = None
+        self.recent_action = None
+
+    def _build_networks(self, model: keras.Model, fast_acting: bool) -> None:
+        """The online network (with the dueling head if asked), its target copy, and the
+        evaluator acting uses."""
         if self.enable_dueling_network:
             model = add_dueling_head(model, self.nb_actions, self.dueling_type)
         self.model = model
@@ -132,17 +143,8 @@ class DQNAgent(Agent):
             self.target_model = keras.models.clone_model(model)
         self.target_model.set_weights(model.get_weights())
         self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
-        self.target_update: TargetUpdate = target_update_for(self.target_model_update)
-
-        self.policy = EpsGreedyQPolicy() if policy is None else policy
-        self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
         self._input_dtype = np.dtype(model.inputs[0].dtype)
-        self._q_function = make_q_function(
-            model, prefer_numpy=check_bool("fast_acting", fast_acting)
-        )
-        self._learn_function = None
-        self.recent_observation = None
-        self.recent_action = None
+        self._q_function = make_q_function(model, prefer_numpy=fast_acting)
 
     # ----------------------------------------------------------------- policies
 
