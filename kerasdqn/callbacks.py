@@ -21,7 +21,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdqn._checks import check_int
-from kerasdqn._files import atomic_path, check_directory_exists, check_path
+from kerasdqn._files import (
+    atomic_path,
+    check_directory_exists,
+    check_path,
+    check_writable_directory,
+)
 from kerasdqn.targets import HardTargetUpdate, SoftTargetUpdate, soft_update
 
 __all__ = [
@@ -431,10 +436,10 @@ class TrainingCheckpoint(Callback):
         self.interval = (
             None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
         )
+        check_writable_directory("checkpoint_dir", self.directory)
         self.filepath = os.path.join(self.directory, "checkpoint.h5")
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
         self._due = False
         self._observation = None
 

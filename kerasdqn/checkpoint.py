@@ -14,19 +14,21 @@ truncation, so the replay memory never joins it to the next episode.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from typing import Any
 
 import h5py
 import numpy as np
 
-from kerasdqn._files import atomic_path, check_path
+from kerasdqn._files import atomic_path, check_path, check_room_for
 from kerasdqn._version import __version__
 from kerasdqn.memory import upgrade_single_writer_state
 from kerasdqn.policy import Policy
 from kerasdqn.weights import (
     check_finite_weights,
     open_for_reading,
+    read_array,
     read_weights_group,
     write_weights_group,
 )
@@ -48,6 +50,8 @@ def save_checkpoint(agent, filepath: str, pending_observation: Any = None) -> No
     if not agent.compiled:
         raise RuntimeError("save_checkpoint: compile the agent first")
     check_finite_weights(agent.model, filepath)
+    memory = agent.memory.get_state()
+    check_room_for(filepath, _checkpoint_nbytes(agent, memory))
     with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
         handle.attrs["format"] = FORMAT
         handle.attrs["version"] = VERSION
@@ -61,9 +65,16 @@ def save_checkpoint(agent, filepath: str, pending_observation: Any = None) -> No
         write_weights_group(handle.create_group("online"), agent.model)
         write_weights_group(handle.create_group("target"), agent.target_model)
         _write_variables(handle.create_group("optimizer"), agent.optimizer.variables)
-        _write_memory(handle.create_group("memory"), agent.memory.get_state())
+        _write_memory(handle.create_group("memory"), memory)
         if pending_observation is not None:
             handle["pending_observation"] = np.asarray(pending_observation)
+
+
+def _checkpoint_nbytes(agent, memory: dict[str, Any]) -> int:
+    """About how many bytes the checkpoint's arrays take."""
+    variables = agent.model.weights + agent.target_model.weights + agent.optimizer.variables
+    arrays = sum(np.asarray(value).nbytes for value in memory.values())
+    return arrays + sum(int(np.prod(v.shape)) * 8 for v in variables)
 
 
 def load_checkpoint(agent, filepath: str) -> None:
@@ -79,49 +90,148 @@ def load_checkpoint(agent, filepath: str) -> None:
 
 
 def _read_checkpoint(handle: h5py.File, agent, source: str) -> dict[str, Any]:
-    if handle.attrs.get("format") != FORMAT:
-        raise ValueError(f"{source!r} is not a kerasdqn checkpoint")
-    if int(handle.attrs["version"]) > VERSION:
-        raise ValueError(
-            f"{source!r} was written by a newer kerasdqn (format "
-            f"{int(handle.attrs['version'])}); upgrade kerasdqn to read it"
-        )
-    _check_structure(json.loads(handle.attrs["config"]), agent.get_config(), source)
-    memory = {name: np.asarray(dataset) for name, dataset in handle["memory"].items()}
-    memory.update(handle["memory"].attrs.items())
-    if int(handle.attrs["version"]) == 1:
-        memory = upgrade_single_writer_state(memory, agent.memory.limit)
-    pending = handle.get("pending_observation")
+    """Every part of the checkpoint, read and checked; raises ``ValueError`` naming the file
+    and the part on the first problem."""
+    version = _check_format(handle, source)
+    _check_structure(_json_attribute(handle, "config", source), agent.get_config(), source)
     return {
-        "step": int(handle.attrs["step"]),
-        "episode": int(handle.attrs["episode"]),
-        "rng_state": json.loads(handle.attrs["rng_state"]),
-        "policy_state": json.loads(handle.attrs["policy_state"]),
-        "test_policy_state": json.loads(handle.attrs["test_policy_state"]),
-        "online": read_weights_group(handle["online"], agent.model, source),
-        "target": read_weights_group(handle["target"], agent.target_model, source),
-        "optimizer": _read_variables(handle["optimizer"], agent.optimizer.variables, source),
-        "memory": memory,
-        "pending_observation": None if pending is None else np.asarray(pending),
+        "step": _counter(handle, "step", source),
+        "episode": _counter(handle, "episode", source),
+        "rng_state": _checked_rng_state(
+            agent.rng, _json_attribute(handle, "rng_state", source), source
+        ),
+        "policy": _checked_policy(
+            agent.policy,
+            _json_attribute(handle, "policy_state", source),
+            f"{source!r}: policy_state",
+        ),
+        "test_policy": _checked_policy(
+            agent.test_policy,
+            _json_attribute(handle, "test_policy_state", source),
+            f"{source!r}: test_policy_state",
+        ),
+        "online": read_weights_group(_group(handle, "online", source), agent.model, source),
+        "target": read_weights_group(_group(handle, "target", source), agent.target_model, source),
+        "optimizer": _read_variables(
+            _group(handle, "optimizer", source), agent.optimizer.variables, source
+        ),
+        "memory": _read_memory(_group(handle, "memory", source), agent, version, source),
+        "pending_observation": _read_pending(handle, agent, source),
     }
 
 
+def _check_format(handle: h5py.File, source: str) -> int:
+    if handle.attrs.get("format") != FORMAT:
+        raise ValueError(f"{source!r} is not a kerasdqn checkpoint")
+    version = handle.attrs.get("version")
+    if not isinstance(version, numbers.Integral) or version < 1:
+        raise ValueError(f"{source!r}: version: expected a format number, got {version!r}")
+    if version > VERSION:
+        raise ValueError(
+            f"{source!r} was written by a newer kerasdqn (format {int(version)}); upgrade "
+            "kerasdqn to read it"
+        )
+    return int(version)
+
+
+def _attribute(handle: h5py.File, name: str, source: str) -> Any:
+    if name not in handle.attrs:
+        raise ValueError(f"{source!r}: the attribute {name!r} is missing")
+    return handle.attrs[name]
+
+
+def _json_attribute(handle: h5py.File, name: str, source: str) -> Any:
+    text = _attribute(handle, name, source)
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source!r}: {name} is not valid JSON ({error})") from None
+
+
+def _counter(handle: h5py.File, name: str, source: str) -> int:
+    value = _attribute(handle, name, source)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{source!r}: {name}: expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _group(handle: h5py.File, name: str, source: str) -> h5py.Group:
+    group = handle.get(name)
+    if not isinstance(group, h5py.Group):
+        raise ValueError(f"{source!r}: the group {name!r} is missing")
+    return group
+
+
+def _checked_rng_state(rng: np.random.Generator, state: Any, source: str) -> dict:
+    """``state`` if a generator like ``rng`` accepts it (tried on a spare one)."""
+    expected = rng.bit_generator.state["bit_generator"]
+    if not isinstance(state, dict) or state.get("bit_generator") != expected:
+        raise ValueError(f"{source!r}: rng_state: expected the state of a {expected} generator")
+    try:
+        type(rng.bit_generator)().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise ValueError(f"{source!r}: rng_state: {error}") from None
+    return state
+
+
+def _read_memory(group: h5py.Group, agent, version: int, source: str) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for name, dataset in group.items():
+        state[name] = np.asarray(dataset[()])
+    state.update(group.attrs.items())
+    try:
+        if version == 1:
+            state = upgrade_single_writer_state(state, agent.memory.limit)
+        agent.memory.check_state(state, _observation_shape(agent))
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{source!r}: {error}") from None
+    actions = state["actions"]
+    if len(actions) and int(actions.max()) >= agent.nb_actions:
+        raise ValueError(
+            f"{source!r}: memory: actions up to {int(actions.max())}, but the agent has "
+            f"{agent.nb_actions} actions"
+        )
+    return state
+
+
+def _read_pending(handle: h5py.File, agent, source: str) -> np.ndarray | None:
+    if "pending_observation" not in handle:
+        return None
+    pending = read_array(handle, "pending_observation", source, "checkpoint")
+    shape = _observation_shape(agent)
+    if shape is not None and pending.shape != shape:
+        raise ValueError(
+            f"{source!r}: pending_observation has shape {pending.shape}, expected {shape}"
+        )
+    return pending
+
+
+def _observation_shape(agent) -> tuple | None:
+    """The observation shape the agent's network takes, unless a processor stands between."""
+    if agent.processor is not None:
+        return None
+    return tuple(agent.model.inputs[0].shape[2:])
+
+
 def _apply(agent, state: dict[str, Any]) -> None:
+    """Put a checked state in place; the memory (which allocates) goes first."""
     agent.memory.set_state(state["memory"])
     for variable, value in state["online"] + state["target"] + state["optimizer"]:
         variable.assign(value)
     agent.step = state["step"]
     agent.episode = state["episode"]
     agent.rng.bit_generator.state = state["rng_state"]
-    set_policy_state(agent.policy, state["policy_state"])
-    set_policy_state(agent.test_policy, state["test_policy_state"])
+    _copy_policy_fields(agent.policy, state["policy"])
+    _copy_policy_fields(agent.test_policy, state["test_policy"])
     if state["pending_observation"] is not None:
         agent.memory.append_final(state["pending_observation"])
     agent.reset_states()
     agent.refresh_acting_weights()
 
 
-def _check_structure(saved: dict, current: dict, source: str) -> None:
+def _check_structure(saved: Any, current: dict, source: str) -> None:
+    if not isinstance(saved, dict):
+        raise ValueError(f"{source!r}: config: expected a JSON object, got {saved!r}")
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, agent {current.get(key)!r}"
         for key in _STRUCTURE_KEYS
@@ -133,26 +243,56 @@ def _check_structure(saved: dict, current: dict, source: str) -> None:
         )
 
 
-def policy_state(policy) -> dict[str, Any]:
-    """A policy's plain attributes (numbers, strings), nested policies included."""
+def policy_state(policy: Policy) -> dict[str, Any]:
+    """The fields a policy is made of (its ``get_config``), nested policies included."""
     state: dict[str, Any] = {}
-    for name, value in vars(policy).items():
-        if name.startswith("_") or name == "agent":
-            continue
-        if isinstance(value, bool | int | float | str):
-            state[name] = value
-        elif isinstance(value, Policy):
+    for name, value in _policy_fields(policy).items():
+        if isinstance(value, Policy):
             state[name] = policy_state(value)
+        elif isinstance(value, tuple):
+            state[name] = list(value)
+        else:
+            state[name] = value
     return state
 
 
-def set_policy_state(policy, state: dict[str, Any]) -> None:
-    """Restore what ``policy_state`` returned."""
-    for name, value in state.items():
-        if isinstance(value, dict):
-            set_policy_state(getattr(policy, name), value)
+def _policy_fields(policy: Policy) -> dict[str, Any]:
+    """The policy's configuration fields that are attributes of it, by their current value."""
+    return {name: getattr(policy, name) for name in policy.get_config() if hasattr(policy, name)}
+
+
+def _checked_policy(policy: Policy, state: Any, where: str) -> Policy | None:
+    """A new policy of ``policy``'s class made from ``state`` by its constructor (so with its
+    checks), or None if the policy has no fields. Unknown fields are refused."""
+    fields = _policy_fields(policy)
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {state!r}")
+    unknown = sorted(set(state) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown fields {unknown}; a {type(policy).__name__} has {sorted(fields)}"
+        )
+    if not fields:
+        return None
+    values = {**fields, **state}
+    for name, value in fields.items():
+        if isinstance(value, Policy):
+            values[name] = _checked_policy(value, state.get(name, {}), f"{where}.{name}")
+    try:
+        return type(policy)(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _copy_policy_fields(policy: Policy, checked: Policy | None) -> None:
+    """Set ``policy``'s fields to those of ``checked`` (nested policies keep their objects)."""
+    if checked is None:
+        return
+    for name, value in _policy_fields(policy).items():
+        if isinstance(value, Policy):
+            _copy_policy_fields(value, getattr(checked, name))
         else:
-            setattr(policy, name, value)
+            setattr(policy, name, getattr(checked, name))
 
 
 def _write_variables(group: h5py.Group, variables: list) -> None:
@@ -162,15 +302,16 @@ def _write_variables(group: h5py.Group, variables: list) -> None:
 
 
 def _read_variables(group: h5py.Group, variables: list, source: str) -> list:
-    paths = json.loads(group.attrs["paths"])
-    if len(paths) != len(variables):
+    paths = _json_attribute(group, "paths", source)
+    if not isinstance(paths, list) or len(paths) != len(variables):
+        count = len(paths) if isinstance(paths, list) else "no list of"
         raise ValueError(
-            f"{source!r}: the optimizer state has {len(paths)} variables but this agent's "
+            f"{source!r}: the optimizer state has {count} variables but this agent's "
             f"optimizer has {len(variables)}: compile it with the same optimizer"
         )
     pairs = []
     for index, variable in enumerate(variables):
-        value = np.asarray(group[str(index)])
+        value = read_array(group, str(index), source, "optimizer")
         if value.shape != tuple(variable.shape):
             raise ValueError(
                 f"{source!r}: optimizer variable {paths[index]!r} has shape {value.shape}, "

@@ -488,35 +488,61 @@ class SequentialMemory:
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``get_state`` returned, after checking it fits this memory."""
+        """Restore what ``get_state`` returned. The whole state is checked first
+        (``check_state``); on any problem this raises ``ValueError`` and the memory is left
+        as it was."""
+        self.check_state(state)
         filled = len(state["actions"])
-        if filled > self.limit:
-            raise ValueError(
-                f"state: it holds {filled} entries but this memory's limit is {self.limit}"
-            )
-        if filled and "observations" not in state:
-            raise ValueError("state: entries without observations")
-        self._allocate()
+        restored = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
         if filled:
             observations = np.asarray(state["observations"])
-            self._observations = np.zeros(
+            restored._observations = np.zeros(
                 (self.limit,) + observations.shape[1:], observations.dtype
             )
-            self._observations[:filled] = observations
-            self._observation_shape = observations.shape[1:]
+            restored._observations[:filled] = observations
+            restored._observation_shape = observations.shape[1:]
         if "previous" in state:
-            self._previous = np.full(self.limit, NONE, dtype=np.int64)
-            self._next = np.full(self.limit, NONE, dtype=np.int64)
+            restored._previous = np.full(self.limit, NONE, dtype=np.int64)
+            restored._next = np.full(self.limit, NONE, dtype=np.int64)
         for name in _ENTRY_ARRAYS:
             if name in state:
-                getattr(self, f"_{name}")[:filled] = state[name]
-        self._nb_entries = filled
-        self._nb_written = int(state["nb_written"])
-        self._nb_transitions = int(np.count_nonzero(self._has_next))
+                getattr(restored, f"_{name}")[:filled] = state[name]
+        restored._nb_entries = filled
+        restored._nb_written = int(state["nb_written"])
+        restored._nb_transitions = int(np.count_nonzero(restored._has_next))
         for key, newest, in_episode, awaiting, previous_ended in np.asarray(state["streams"]):
-            self._streams[int(key)] = _Stream(
+            restored._streams[int(key)] = _Stream(
                 int(newest), bool(in_episode), bool(awaiting), bool(previous_ended)
             )
+        rng = self.rng
+        self.__dict__.update(restored.__dict__)
+        self.rng = rng
+
+    def check_state(self, state: dict[str, Any], observation_shape: tuple | None = None) -> None:
+        """Raise ``ValueError`` naming the part if ``state`` is not a state this memory can
+        hold: every part present, arrays of numbers of one length within ``limit``, flags
+        0 or 1, links and streams within the written entries, finite rewards and observations
+        (of ``observation_shape``, if given)."""
+        missing = [name for name in _REQUIRED_STATE if name not in state]
+        if missing:
+            raise ValueError(f"memory: the parts {', '.join(missing)} are missing")
+        arrays = {name: _numbers(state[name], name) for name in _ENTRY_ARRAYS if name in state}
+        filled = len(arrays["actions"])
+        for name, array in arrays.items():
+            if array.shape != (filled,):
+                raise ValueError(
+                    f"memory: {name} has shape {array.shape}, expected ({filled},) like actions"
+                )
+        if filled > self.limit:
+            raise ValueError(f"memory: it holds {filled} entries but the limit is {self.limit}")
+        _check_flags(arrays)
+        nb_written = _whole_number(state["nb_written"], "nb_written")
+        if nb_written < filled or (filled < self.limit and nb_written != filled):
+            raise ValueError(f"memory: nb_written = {nb_written} does not fit {filled} entries")
+        _check_links(arrays, nb_written)
+        _check_streams(_numbers(state["streams"], "streams"), nb_written)
+        if filled:
+            _check_observations(state.get("observations"), filled, observation_shape)
 
     def _rng(self) -> np.random.Generator:
         if self.rng is None:
@@ -541,6 +567,76 @@ _ENTRY_ARRAYS = (
     "previous",
     "next",
 )
+
+
+_REQUIRED_STATE = (
+    "actions",
+    "rewards",
+    "terminated",
+    "episode_start",
+    "has_next",
+    "nb_written",
+    "streams",
+)
+
+
+def _numbers(value: Any, name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"memory: {name} holds {array.dtype} values, expected numbers")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"memory: {name} holds NaN or infinite values")
+    return array
+
+
+def _whole_number(value: Any, name: str) -> int:
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in "iu" or int(array) < 0:
+        raise ValueError(f"memory: {name} must be a whole number >= 0, got {value!r}")
+    return int(array)
+
+
+def _check_flags(arrays: dict[str, np.ndarray]) -> None:
+    for name in ("terminated", "episode_start", "has_next"):
+        if not np.isin(arrays[name], (0, 1)).all():
+            raise ValueError(f"memory: {name} must hold only 0/1 flags")
+    if arrays["actions"].dtype.kind == "f" or (arrays["actions"] < 0).any():
+        raise ValueError("memory: actions must be whole numbers >= 0")
+
+
+def _check_links(arrays: dict[str, np.ndarray], nb_written: int) -> None:
+    if ("previous" in arrays) != ("next" in arrays):
+        raise ValueError("memory: previous and next must come together")
+    for name in ("previous", "next"):
+        if name in arrays:
+            links = arrays[name]
+            if links.dtype.kind == "f" or ((links < NONE) | (links >= nb_written)).any():
+                raise ValueError(f"memory: {name} links outside the {nb_written} entries written")
+
+
+def _check_streams(streams: np.ndarray, nb_written: int) -> None:
+    if streams.ndim != 2 or streams.shape[1] != 5 or streams.dtype.kind == "f":
+        raise ValueError(
+            f"memory: streams must be whole numbers of shape (n, 5), got {streams.shape}"
+        )
+    keys, newest, flags = streams[:, 0], streams[:, 1], streams[:, 2:]
+    if (keys < 0).any() or len(set(keys.tolist())) != len(keys):
+        raise ValueError("memory: stream numbers must be distinct and >= 0")
+    if ((newest < NONE) | (newest >= nb_written)).any() or not np.isin(flags, (0, 1)).all():
+        raise ValueError("memory: a stream's newest entry or flags are out of range")
+
+
+def _check_observations(observations: Any, filled: int, shape: tuple | None) -> None:
+    if observations is None:
+        raise ValueError(f"memory: {filled} entries without observations")
+    observations = _numbers(observations, "observations")
+    if observations.shape[:1] != (filled,):
+        raise ValueError(f"memory: {len(observations)} observations for {filled} entries")
+    if shape is not None and tuple(observations.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"memory: observations have shape {tuple(observations.shape[1:])}, expected "
+            f"{tuple(shape)} (the model's)"
+        )
 
 
 def upgrade_single_writer_state(state: dict[str, Any], limit: int) -> dict[str, Any]:

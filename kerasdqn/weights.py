@@ -16,7 +16,7 @@ import h5py
 import keras
 import numpy as np
 
-from kerasdqn._files import atomic_path, check_path, check_writable
+from kerasdqn._files import atomic_path, check_path, check_room_for, check_writable
 
 
 def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrite: bool = False):
@@ -26,6 +26,7 @@ def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrit
     """
     filepath = check_writable(filepath, overwrite)
     check_finite_weights(model, filepath)
+    check_room_for(filepath, sum(int(np.prod(weight.shape)) * 8 for weight in model.weights))
     with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
         write_weights_group(handle, model)
 
@@ -33,7 +34,8 @@ def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrit
 @contextlib.contextmanager
 def open_for_reading(filepath: str, what: str) -> Iterator[h5py.File]:
     """The HDF5 file at ``filepath``, open for reading; errors name the file and ``what``
-    was expected there."""
+    was expected there. A part that cannot be read or is missing (a damaged or cut-off file)
+    raises ``ValueError`` naming the file."""
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"filepath: no {what} at {filepath!r}")
     try:
@@ -41,7 +43,12 @@ def open_for_reading(filepath: str, what: str) -> Iterator[h5py.File]:
     except OSError as error:
         raise ValueError(f"filepath: {filepath!r} is not a readable HDF5 file ({error})") from None
     with handle:
-        yield handle
+        try:
+            yield handle
+        except (OSError, KeyError) as error:
+            raise ValueError(
+                f"{filepath!r} is damaged or incomplete: a part cannot be read ({error})"
+            ) from None
 
 
 def check_finite_weights(model: keras.Model, filepath: str) -> None:
@@ -80,12 +87,38 @@ def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
         variable.assign(value)
 
 
+def read_array(group: h5py.Group, name: str, source: str, part: str) -> np.ndarray:
+    """Dataset ``name`` of ``group`` as a NumPy array, if it is there, numeric and finite;
+    errors name the file and ``part``."""
+    if name not in group:
+        raise ValueError(f"{source!r}: {part}: the dataset {name!r} is missing")
+    try:
+        value = np.asarray(group[name][()])
+    except (OSError, TypeError, ValueError) as error:
+        raise ValueError(f"{source!r}: {part}: {name!r} cannot be read ({error})") from None
+    check_numeric_array(value, source, f"{part} {name!r}")
+    return value
+
+
+def check_numeric_array(value: np.ndarray, source: str, part: str) -> None:
+    """Refuse an array that is not of numbers (strings, objects, records) or holds NaN or
+    infinity."""
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"{source!r}: {part} holds {value.dtype} values, expected numbers")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise ValueError(f"{source!r}: {part} holds NaN or infinite values")
+
+
 def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> list:
     """Pairs ``(variable, array)`` for ``model`` from an HDF5 group, all shapes checked."""
     if "layer_names" not in group.attrs and "model_weights" in group:
         group = group["model_weights"]  # a whole model saved by Keras 2's model.save
     if not group.attrs.keys() & {"layer_names", "layer_names0"}:
         raise ValueError(f"{source!r} does not hold Keras weights (no 'layer_names' attribute)")
+    missing = [name for name in _attribute_strings(group, "layer_names") if name not in group]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ValueError(f"{source!r}: the layer groups {names} are missing")
     stored = [
         name
         for name in _attribute_strings(group, "layer_names")
@@ -101,8 +134,9 @@ def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> li
     pairs = []
     for stored_name, layer in zip(stored, layers):
         layer_group = group[stored_name]
+        part = f"layer {stored_name!r}"
         arrays = [
-            np.asarray(layer_group[name])
+            read_array(layer_group, name, source, part)
             for name in _attribute_strings(layer_group, "weight_names")
         ]
         weights = _layer_weights(layer)
