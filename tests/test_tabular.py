@@ -1,0 +1,201 @@
+"""kerasdqn.tabular: value and policy iteration against known answers."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+
+from kerasdqn.tabular import (
+    DenseModel,
+    dense_model,
+    evaluate_policy,
+    greedy_policy,
+    horizon_values,
+    policy_iteration,
+    policy_values,
+    q_values_of,
+    value_iteration,
+)
+
+# The article's loop: state 0 -> 1 pays +1, state 1 -> 0 pays +2, one action, no end.
+TWO_STATE_LOOP = {0: {0: [(1.0, 1, 1.0, False)]}, 1: {0: [(1.0, 0, 2.0, False)]}}
+
+
+def frozen_lake(map_name: str = "4x4") -> gymnasium.Env:
+    """Slippery FrozenLake-v1 with its 100-step time limit."""
+    return gymnasium.make("FrozenLake-v1", map_name=map_name)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_value_iteration_matches_the_two_state_loop_formula():
+    result = value_iteration(TWO_STATE_LOOP, gamma=0.9)
+    # V(0) = 1 + 0.9 * (2 + 0.9 * V(0))  =>  V(0) = 2.8 / 0.19, and V(1) = 2.9 / 0.19.
+    np.testing.assert_allclose(result.values, [2.8 / 0.19, 2.9 / 0.19], atol=1e-8)
+    np.testing.assert_allclose(result.q_values[:, 0], result.values, atol=1e-8)
+    assert result.converged and result.policy.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("round_trips", "expected"),
+    # 37 and 100 round trips are the article's figures; 50 give 14.7364507 (its sweep-50
+    # figure, 14.7365250, does not follow from the formula).
+    [(37, 14.7307838), (50, 14.7364507), (100, 14.7368421)],
+)
+def test_each_value_iteration_sweep_adds_one_discounted_reward(round_trips, expected):
+    with pytest.warns(RuntimeWarning, match="max_iterations"):
+        result = value_iteration(TWO_STATE_LOOP, gamma=0.9, max_iterations=2 * round_trips)
+    assert result.sweeps == 2 * round_trips and not result.converged
+    assert result.values[0] == pytest.approx(expected, abs=5e-8)
+    assert result.values[0] == pytest.approx(2.8 * (1 - 0.81**round_trips) / 0.19, abs=1e-12)
+
+
+def test_policy_iteration_solves_the_two_state_loop_in_one_round():
+    result = policy_iteration(TWO_STATE_LOOP, gamma=0.9)
+    np.testing.assert_allclose(result.values, [2.8 / 0.19, 2.9 / 0.19], atol=1e-12)
+    assert result.sweeps == 1 and result.converged
+
+
+@pytest.mark.parametrize(
+    ("gamma", "start_value"), [(0.9, 0.068891), (0.99, 0.542026), (1.0, 14 / 17)]
+)
+def test_frozen_lake_4x4_start_values_and_both_methods_agree(gamma, start_value):
+    model = frozen_lake().unwrapped.P
+    by_values = value_iteration(model, gamma)
+    by_policies = policy_iteration(model, gamma)
+    assert by_values.converged and by_policies.converged
+    assert by_values.values[0] == pytest.approx(start_value, abs=5e-7)
+    assert by_policies.values[0] == pytest.approx(start_value, abs=5e-7)
+    np.testing.assert_allclose(by_values.values, by_policies.values, atol=1e-7)
+    np.testing.assert_array_equal(by_values.policy, by_policies.policy)
+
+
+def test_value_iteration_at_gamma_1_stops_close_to_14_17():
+    # No discount to make sweeps contract: convergence comes from the episodes ending.
+    result = value_iteration(frozen_lake().unwrapped.P, gamma=1.0, theta=1e-12)
+    assert result.converged and result.sweeps < 2000
+    assert result.values[0] == pytest.approx(14 / 17, abs=1e-9)
+
+
+def test_frozen_lake_8x8_start_value_at_gamma_0_99():
+    model = frozen_lake("8x8").unwrapped.P
+    by_values = value_iteration(model, 0.99)
+    by_policies = policy_iteration(model, 0.99)
+    assert by_values.values[0] == pytest.approx(0.414640, abs=5e-7)
+    np.testing.assert_array_equal(by_values.policy, by_policies.policy)
+
+
+def test_the_gamma_0_99_policy_wins_about_74_percent_within_the_time_limit():
+    env = frozen_lake()
+    policy = value_iteration(env.unwrapped.P, 0.99).policy
+    exact = horizon_values(env.unwrapped.P, policy, horizon=100)[0]
+    assert round(exact, 2) == 0.74
+    episodes = 2000
+    measured = evaluate_policy(env, policy, episodes, seed=0).mean()
+    # Four standard errors of a success rate: a false alarm about once in 16,000 runs.
+    assert abs(measured - exact) < 4 * math.sqrt(exact * (1 - exact) / episodes)
+
+
+def test_the_8x8_gamma_0_99_policy_wins_about_63_percent_within_the_time_limit():
+    env = frozen_lake("8x8")
+    policy = value_iteration(env.unwrapped.P, 0.99).policy
+    exact = horizon_values(env.unwrapped.P, policy, horizon=100)[0]
+    assert round(exact, 2) == 0.63
+    measured = evaluate_policy(env, policy, 1000, seed=0).mean()
+    assert abs(measured - exact) < 4 * math.sqrt(exact * (1 - exact) / 1000)
+
+
+def test_horizon_values_collect_what_a_time_limit_allows():
+    # Three steps from state 0 of the loop: 1 + 0.9 * 2 + 0.81 * 1.
+    assert horizon_values(TWO_STATE_LOOP, [0, 0], 3, gamma=0.9)[0] == pytest.approx(3.61)
+    assert horizon_values(TWO_STATE_LOOP, [0, 0], 0)[0] == 0.0
+
+
+def test_terminal_transitions_do_not_bootstrap():
+    # From state 0, the only action reaches state 1 (worth 10 at gamma 0.9) but terminates.
+    model = {0: {0: [(1.0, 1, 0.0, True)]}, 1: {0: [(1.0, 1, 1.0, False)]}}
+    result = value_iteration(model, 0.9)
+    np.testing.assert_allclose(result.values, [0.0, 10.0], atol=1e-8)
+    ongoing = {0: {0: [(1.0, 1, 0.0, False)]}, 1: model[1]}
+    assert value_iteration(ongoing, 0.9).values[0] == pytest.approx(9.0, abs=1e-8)
+
+
+def test_at_gamma_1_the_greedy_policy_can_stall_where_policy_iteration_reaches_the_goal():
+    model = frozen_lake("8x8").unwrapped.P
+    by_values = value_iteration(model, 1.0)
+    by_policies = policy_iteration(model, 1.0)
+    assert by_values.values[0] == pytest.approx(1.0, abs=1e-8)
+    # Safe moves into a wall tie with moves towards the goal; the first-listed one loops.
+    assert policy_values(model, by_values.policy, 1.0)[0] < 0.01
+    assert policy_values(model, by_policies.policy, 1.0)[0] == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_allclose(policy_values(model, by_policies.policy, 1.0), by_policies.values)
+
+
+def test_an_endless_rewarding_loop_has_no_value_at_gamma_1():
+    with pytest.warns(RuntimeWarning, match="no convergence"):
+        assert not value_iteration(TWO_STATE_LOOP, 1.0, max_iterations=500).converged
+    with pytest.raises(ValueError, match="policy: .*infinite"):
+        policy_values(TWO_STATE_LOOP, [0, 0], 1.0)
+
+
+def test_dense_model_folds_termination_into_the_continuing_probabilities():
+    dense = dense_model(frozen_lake().unwrapped.P)
+    assert dense.transitions.shape == (16, 4, 16) and dense.rewards.shape == (16, 4)
+    np.testing.assert_allclose(dense.transitions.sum(axis=2), 1.0)
+    # State 14, action right: the goal (15) with 1/3, paying 1 and ending the episode.
+    assert dense.transitions[14, 2, 15] == pytest.approx(1 / 3)
+    assert dense.continuing[14, 2, 15] == 0.0 and dense.rewards[14, 2] == pytest.approx(1 / 3)
+    assert dense.continuing[14, 2, 10] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        dense.transitions[0, 0, 0] = 0.5  # read-only
+
+
+def test_greedy_policy_breaks_near_ties_towards_the_first_action():
+    q_values = np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 0.5, 0.4]])
+    assert greedy_policy(q_values).tolist() == [0, 1]
+    assert greedy_policy(q_values, tolerance=0.0).tolist() == [1, 1]
+    np.testing.assert_allclose(q_values_of(TWO_STATE_LOOP, [10.0, 20.0], 0.5), [[11.0], [7.0]])
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({0: {0: [(0.5, 0, 0.0, False)]}}, "sum to 0.5"),
+        ({0: {0: [(1.0, 3, 0.0, False)]}}, "next_state 3"),
+        ({0: {0: []}}, r"model\[0\]\[0\]"),
+        ({1: {0: [(1.0, 0, 0.0, False)]}}, "keys 0, 1"),
+        ({0: {0: [(1.0, 0, 0.0)]}}, "expected \\(prob"),
+        ({0: {0: [(1.0, 0, 0.0, False)]}, 1: {}}, "model"),
+        ("FrozenLake", "model: expected a toy-text model"),
+    ],
+)
+def test_bad_models_are_refused_naming_the_model(model, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        value_iteration(model, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: value_iteration(TWO_STATE_LOOP, 1.5), "gamma"),
+        (lambda: value_iteration(TWO_STATE_LOOP, 0.9, theta=0.0), "theta"),
+        (lambda: value_iteration(TWO_STATE_LOOP, 0.9, max_iterations=0), "max_iterations"),
+        (lambda: policy_iteration(TWO_STATE_LOOP, -0.1), "gamma"),
+        (lambda: policy_iteration(TWO_STATE_LOOP, 0.9, max_iterations=1.5), "max_iterations"),
+        (lambda: policy_values(TWO_STATE_LOOP, [0, 1], 0.9), "policy"),
+        (lambda: q_values_of(TWO_STATE_LOOP, [1.0], 0.9), "values"),
+        (lambda: horizon_values(TWO_STATE_LOOP, [0, 0], -1), "horizon"),
+        (lambda: greedy_policy(np.zeros(3)), "q_values"),
+        (lambda: evaluate_policy(frozen_lake(), np.zeros(16, int), 0), "nb_episodes"),
+        (lambda: evaluate_policy(frozen_lake(), np.zeros(15, int), 1), "policy"),
+        (lambda: evaluate_policy(gymnasium.make("CartPole-v1"), [0], 1), "env"),
+        (lambda: DenseModel(np.ones((2, 1, 3)), np.zeros((2, 1)), np.ones((2, 1, 3))), "model"),
+    ],
+)
+def test_bad_planning_arguments_are_refused_naming_them(call, name):
+    with pytest.raises((ValueError, TypeError), match=f"^{name}"):
+        call()
