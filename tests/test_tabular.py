@@ -1,4 +1,5 @@
-"""kerasdqn.tabular: value and policy iteration against known answers."""
+"""kerasdqn.tabular: value and policy iteration against known answers, and a model learned
+by counting."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import gymnasium
 import numpy as np
 import pytest
 
+from kerasdqn import (
+    SequentialMemory,
+)
 from kerasdqn.tabular import (
     DenseModel,
+    TransitionModel,
     dense_model,
     evaluate_policy,
     greedy_policy,
@@ -199,3 +204,110 @@ def test_bad_models_are_refused_naming_the_model(model, message):
 def test_bad_planning_arguments_are_refused_naming_them(call, name):
     with pytest.raises((ValueError, TypeError), match=f"^{name}"):
         call()
+
+
+# --------------------------------------------------------------------------- learned models
+
+
+def test_transition_model_counts_successors_as_the_article_tabulates():
+    model = TransitionModel(nb_states=3, nb_actions=2)
+    model.add(0, 1, 1.0, 1, False)
+    model.add(0, 1, 3.0, 1, False)
+    model.add(0, 1, 5.0, 2, True)
+    assert model.successor_counts(0, 1) == {1: 2, 2: 1}
+    assert model.nb_transitions == 3 and model.visits[0, 1] == 3
+    assert model.P[0][1] == [(2 / 3, 1, 2.0, False), (1 / 3, 2, 5.0, True)]
+    # Never tried: an end without reward, as toy-text models write terminal states.
+    assert model.P[2][0] == [(1.0, 2, 0.0, True)]
+    dense = model.to_dense()
+    np.testing.assert_allclose(dense.transitions, dense_model(model.P).transitions)
+    np.testing.assert_allclose(dense.continuing, dense_model(model.P).continuing)
+    np.testing.assert_allclose(dense.rewards, dense_model(model.P).rewards)
+    assert dense.rewards[0, 1] == pytest.approx(3.0)
+
+
+def test_transition_model_recovers_frozen_lake_within_sampling_error():
+    env = frozen_lake()
+    model = TransitionModel.for_env(env)
+    model.add_random_rollout(env, 20_000, seed=0)
+    true, estimate = dense_model(env.unwrapped.P), model.to_dense()
+    visits = model.visits[:, :, np.newaxis]
+    tried = visits[:, :, 0] > 0
+    assert tried.sum() == 44  # every action in the 11 non-terminal states
+    # The estimate of p after n visits has standard error sqrt(p (1 - p) / n); allow five
+    # (over all 1024 entries a false alarm about once in 2,000 runs).
+    error = np.abs(estimate.transitions - true.transitions)
+    bound = 5 * np.sqrt(true.transitions * (1 - true.transitions) / np.maximum(visits, 1))
+    assert (error <= bound + 1e-12).all()
+    # What cannot happen is never estimated to; rewards and ends are those of the table.
+    assert ((estimate.transitions > 0) == (true.transitions > 0)).all()
+    outcomes = {
+        (state, action, next_state): (reward, terminated)
+        for state, actions in env.unwrapped.P.items()
+        for action, entries in actions.items()
+        for _, next_state, reward, terminated in entries
+    }
+    for state, action in np.argwhere(tried):
+        for _, next_state, reward, terminated in model.P[state][action]:
+            assert outcomes[state, action, next_state] == (reward, terminated)
+
+
+def test_value_iteration_on_the_estimate_approaches_the_true_values():
+    env = frozen_lake()
+    true = value_iteration(env.unwrapped.P, 0.9).values
+    errors = []
+    for nb_steps in (5_000, 80_000):
+        model = TransitionModel.for_env(env)
+        model.add_random_rollout(env, nb_steps, seed=1)
+        errors.append(np.abs(value_iteration(model, 0.9).values - true).max())
+    # Sampling error falls as 1 / sqrt(steps): 16 times the data, about a quarter the error.
+    assert errors[1] < 0.1 and errors[1] < errors[0] / 2, errors
+
+
+def test_transition_model_reads_what_a_sequential_memory_holds():
+    env = frozen_lake()
+    memory = SequentialMemory(limit=5_000)
+    direct = TransitionModel.for_env(env)
+    rng = np.random.default_rng(0)
+    observation, _ = env.reset(seed=0)
+    for _ in range(2_000):
+        action = int(rng.integers(4))
+        next_observation, reward, terminated, truncated, _ = env.step(action)
+        memory.append(observation, action, reward, terminated, truncated=truncated)
+        direct.add(observation, action, reward, next_observation, terminated)
+        observation = next_observation
+        if terminated or truncated:
+            memory.append_final(observation)
+            observation, _ = env.reset()
+    from_memory = TransitionModel.for_env(env)
+    from_memory.add_memory(memory)
+    np.testing.assert_array_equal(from_memory.counts, direct.counts)
+    np.testing.assert_allclose(from_memory.to_dense().rewards, direct.to_dense().rewards)
+
+    small = SequentialMemory(limit=300)  # wrapped around: only the newest transitions
+    for step in range(1_000):
+        small.append(step % 16, step % 4, 0.0, False)
+    wrapped = TransitionModel.for_env(env)
+    wrapped.add_memory(small)
+    assert wrapped.nb_transitions == small.nb_transitions == 299
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda m: m.add(4, 0, 0.0, 0, False), "states"),
+        (lambda m: m.add(0, 2, 0.0, 0, False), "actions"),
+        (lambda m: m.add(0, 0, 0.0, -1, False), "next_states"),
+        (lambda m: m.add(0, 0, math.nan, 0, False), "rewards"),
+        (lambda m: m.add(0, 0, 0.0, 0, 1), "terminated"),
+        (lambda m: m.add_batch([0, 1], [0], [0.0], [0], [False]), "states, actions"),
+        (lambda m: m.add_memory([]), "memory"),
+        (lambda m: m.add_random_rollout(frozen_lake(), 10), "env"),
+        (lambda m: m.add_random_rollout(frozen_lake(), 0), "nb_steps"),
+        (lambda m: m.successor_counts(0, 5), "action"),
+        (lambda m: TransitionModel(0, 2), "nb_states"),
+    ],
+)
+def test_bad_experience_is_refused_naming_the_argument(call, name):
+    with pytest.raises((ValueError, TypeError), match=f"^{name}"):
+        call(TransitionModel(4, 2))
