@@ -1,19 +1,29 @@
-"""kerasdqn.tabular: value and policy iteration against known answers, and a model learned
-by counting."""
+"""kerasdqn.tabular: value and policy iteration against known answers, a model learned by
+counting, and tabular Q-learning in keras-rl's fit/test loop (truncation, checkpoints, logs)."""
 
 from __future__ import annotations
 
 import math
 
 import gymnasium
+import h5py
 import numpy as np
 import pytest
+from gymnasium import spaces
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from kerasdqn import (
+    BoltzmannQPolicy,
+    EpsGreedyQPolicy,
+    GreedyQPolicy,
+    LinearAnnealedPolicy,
+    Processor,
     SequentialMemory,
 )
+from kerasdqn.callbacks import TensorBoard
 from kerasdqn.tabular import (
     DenseModel,
+    QLearningAgent,
     TransitionModel,
     dense_model,
     evaluate_policy,
@@ -311,3 +321,341 @@ def test_transition_model_reads_what_a_sequential_memory_holds():
 def test_bad_experience_is_refused_naming_the_argument(call, name):
     with pytest.raises((ValueError, TypeError), match=f"^{name}"):
         call(TransitionModel(4, 2))
+
+
+# --------------------------------------------------------------------------- Q-learning
+
+
+class Chain(gymnasium.Env):
+    """Deterministic chain 0 - 1 - ... - (n-1): action 1 moves right, action 0 left (0 stays).
+    Reaching the last state pays 1 and terminates; every other step pays 0."""
+
+    def __init__(self, nb_states: int = 4) -> None:
+        self.observation_space = spaces.Discrete(nb_states)
+        self.action_space = spaces.Discrete(2)
+        self.state = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {}
+
+    def step(self, action):
+        self.state = self.state + 1 if action == 1 else max(self.state - 1, 0)
+        goal = self.state == self.observation_space.n - 1
+        return self.state, float(goal), goal, False, {}
+
+
+class Endless(gymnasium.Env):
+    """One state, one action, reward 1 per step. It terminates after every step if
+    ``terminates``, else never (only a time limit ends it)."""
+
+    def __init__(self, terminates: bool) -> None:
+        self.observation_space = spaces.Discrete(1)
+        self.action_space = spaces.Discrete(1)
+        self.terminates = terminates
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return 0, {}
+
+    def step(self, action):
+        return 0, 1.0, self.terminates, False, {}
+
+
+class Rounds(gymnasium.Env):
+    """Every episode lasts exactly 5 steps through states 0..4; the action equal to the
+    state modulo 3 pays 1. Deterministic, so runs differ only through the agent."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Discrete(5)
+        self.action_space = spaces.Discrete(3)
+        self.state = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {}
+
+    def step(self, action):
+        reward = float(action == self.state % 3)
+        self.state += 1
+        return self.state % 5, reward, self.state == 5, False, {}
+
+
+def make_agent(env: gymnasium.Env, **kwargs) -> QLearningAgent:
+    return QLearningAgent(
+        int(env.observation_space.n), int(env.action_space.n), **{"seed": 0, **kwargs}
+    )
+
+
+def test_q_learning_converges_to_the_hand_computed_q_values_of_a_chain():
+    env = Chain(4)
+    agent = make_agent(env, alpha=0.5, gamma=0.9, policy=EpsGreedyQPolicy(0.5))
+    agent.fit(env, nb_steps=4_000, verbose=0, nb_max_episode_steps=20)
+    # Right from state 2 pays 1 at once; each step further away costs a factor 0.9. Left
+    # from s leads to max(s - 1, 0). State 3 ends episodes, so no action is taken there.
+    right = [0.81, 0.9, 1.0]
+    left = [0.9 * 0.81, 0.9 * 0.81, 0.9 * 0.9]
+    np.testing.assert_allclose(agent.q_table[:3, 1], right, atol=1e-6)
+    np.testing.assert_allclose(agent.q_table[:3, 0], left, atol=1e-6)
+    np.testing.assert_array_equal(agent.q_table[3], 0.0)
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("time limit of the environment", 10.0),
+        ("nb_max_episode_steps of fit", 10.0),
+        ("termination", 1.0),
+    ],
+)
+def test_truncation_bootstraps_and_termination_does_not(how, expected):
+    # gamma 0.9: bootstrapping forever gives Q = 1 / (1 - 0.9) = 10; ending gives Q = 1.
+    env = Endless(terminates=how == "termination")
+    limit = None
+    if how.startswith("time limit"):
+        env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=1)
+    elif how.startswith("nb_max"):
+        limit = 3
+    agent = make_agent(env, alpha=1.0, gamma=0.9)
+    history = agent.fit(env, nb_steps=600, verbose=0, nb_max_episode_steps=limit)
+    assert agent.q_table[0, 0] == pytest.approx(expected, abs=1e-9)
+    if how.startswith("time limit"):
+        assert set(history.history["nb_episode_steps"]) == {1}
+
+
+def test_an_episode_cut_at_the_end_of_fit_is_completed():
+    env = Endless(terminates=False)
+    agent = make_agent(env, alpha=1.0, gamma=0.5)
+    agent.fit(env, nb_steps=1, verbose=0)
+    # The one step waits for its next state; fit's end supplies it: Q = 1 + 0.5 * 0.
+    assert agent.q_table[0, 0] == 1.0
+
+
+def test_fit_returns_a_history_and_tensorboard_writes_event_files(tmp_path):
+    env = Chain(4)
+    schedule = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.1, 0.0, nb_steps=500)
+    agent = make_agent(env, alpha=0.5, gamma=0.9, policy=schedule)
+    assert agent.metrics_names == ["td_error", "mean_q", "mean_eps"]
+    callback = TensorBoard(log_dir=tmp_path / "logs", update_freq=50)
+    history = agent.fit(env, nb_steps=1_000, callbacks=[callback], verbose=0)
+    callback.close()
+    logs = history.history
+    assert sum(logs["nb_episode_steps"]) <= 1_000 and logs["nb_steps"][-1] <= 1_000
+    assert all(reward == 1.0 for reward in logs["episode_reward"])
+    assert all(np.isfinite(logs["td_error"])) and logs["mean_eps"][-1] == pytest.approx(0.1)
+    accumulator = EventAccumulator(str(tmp_path / "logs"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    assert set(accumulator.Tags()["tensors"]) == {
+        "episode/reward",
+        "episode/length",
+        "episode/epsilon",
+        "train/td_error",
+        "train/mean_q",
+        "train/steps_per_second",
+    }
+    assert len(accumulator.Tensors("episode/reward")) == len(logs["episode_reward"])
+
+
+def test_tensorboard_histograms_explain_that_there_is_no_network(tmp_path):
+    env = Chain(4)
+    callback = TensorBoard(log_dir=tmp_path, histogram_freq=1)
+    with pytest.raises(AttributeError, match="histogram_freq=0"):
+        make_agent(env).fit(
+            env, nb_steps=200, callbacks=[callback], verbose=0, nb_max_episode_steps=10
+        )
+
+
+def test_boltzmann_exploration_learns_the_chain_too():
+    env = Chain(4)
+    agent = make_agent(env, alpha=0.5, gamma=0.9, policy=BoltzmannQPolicy(tau=0.5))
+    agent.fit(env, nb_steps=3_000, verbose=0, nb_max_episode_steps=20)
+    assert greedy_policy(agent.q_table)[:3].tolist() == [1, 1, 1]
+    assert agent.q_table[0, 1] == pytest.approx(0.81, abs=1e-3)
+
+
+def test_warm_up_steps_act_without_learning():
+    env = Chain(4)
+    agent = make_agent(env, nb_steps_warmup=50, initial_q=0.25)
+    history = agent.fit(env, nb_steps=50, verbose=0, nb_max_episode_steps=10)
+    np.testing.assert_array_equal(agent.q_table, 0.25)
+    assert len(history.history["td_error"]) == 5
+    assert all(math.isnan(value) for value in history.history["td_error"])
+    metrics = agent.backward(0.0, terminal=False)
+    assert metrics.shape == (2,) and np.isnan(metrics).all()
+    agent.fit(env, nb_steps=50, verbose=0)
+    assert (agent.q_table != 0.25).any()
+
+
+def test_test_plays_greedily_and_changes_nothing():
+    env = Chain(4)
+    agent = make_agent(env, alpha=0.5, gamma=0.9, policy=EpsGreedyQPolicy(0.5))
+    agent.fit(env, nb_steps=2_000, verbose=0, nb_max_episode_steps=20)
+    table, step = agent.q_table.copy(), agent.step
+    history = agent.test(env, nb_episodes=5, visualize=False, verbose=0)
+    assert history.history["nb_episode_steps"] == [3] * 5
+    np.testing.assert_array_equal(agent.q_table, table)
+    assert agent.step == step
+
+
+def test_a_processor_maps_other_observations_to_states():
+    class Sign(Processor):
+        """CartPole's pole angle: leaning left (0) or right (1)."""
+
+        def process_observation(self, observation):
+            return int(observation[2] > 0)
+
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=0)
+    agent = QLearningAgent(2, 2, processor=Sign(), seed=0)
+    agent.fit(env, nb_steps=300, verbose=0)
+    assert (agent.q_table != 0).all()
+
+
+def resumable_agent() -> QLearningAgent:
+    schedule = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.05, 0.0, nb_steps=300)
+    return QLearningAgent(5, 3, alpha=0.3, gamma=0.95, policy=schedule, seed=7)
+
+
+def test_a_checkpoint_resumes_exactly(tmp_path):
+    straight = resumable_agent()
+    straight.fit(Rounds(), nb_steps=400, verbose=0)
+
+    first = resumable_agent()
+    first.fit(Rounds(), nb_steps=200, verbose=0, checkpoint_dir=tmp_path)  # 40 whole episodes
+    resumed = resumable_agent()
+    resumed.load_checkpoint(tmp_path)
+    assert (resumed.step, resumed.episode) == (200, 40)
+    resumed.fit(Rounds(), nb_steps=200, verbose=0)
+
+    np.testing.assert_array_equal(resumed.q_table, straight.q_table)
+    assert resumed.rng.bit_generator.state == straight.rng.bit_generator.state
+    assert (resumed.step, resumed.episode) == (straight.step, straight.episode)
+
+
+def test_a_checkpoint_mid_episode_completes_the_waiting_update_when_loaded(tmp_path):
+    agent = QLearningAgent(3, 2, alpha=0.5, gamma=0.9, initial_q=1.0, seed=0)
+    agent.training = True
+    agent.forward(0)
+    agent.backward(2.0, terminal=False)  # waits for the next state
+    agent.save_checkpoint(tmp_path / "mid.h5", pending_observation=2)
+    agent.finish_episode(2)  # ends the episode there: Q[0, a] = 1 + 0.5 * (2 + 0.9 - 1)
+    assert agent.q_table.max() == pytest.approx(1.95)
+
+    loaded = QLearningAgent(3, 2, alpha=0.5, gamma=0.9, initial_q=1.0, seed=0)
+    loaded.load_checkpoint(tmp_path / "mid.h5")
+    np.testing.assert_array_equal(loaded.q_table, agent.q_table)
+
+
+def test_a_checkpoint_restores_what_the_policies_were_set_to(tmp_path):
+    agent = QLearningAgent(4, 2, policy=EpsGreedyQPolicy(0.3), test_policy=EpsGreedyQPolicy(0.2))
+    agent.policy.eps, agent.test_policy.eps = 0.05, 0.01
+    agent.save_checkpoint(tmp_path / "policies.h5")
+    loaded = QLearningAgent(4, 2, policy=EpsGreedyQPolicy(0.3), test_policy=EpsGreedyQPolicy(0.2))
+    loaded.load_checkpoint(tmp_path / "policies.h5")
+    assert (loaded.policy.eps, loaded.test_policy.eps) == (0.05, 0.01)
+
+
+def write_checkpoint(tmp_path, **changes) -> str:
+    path = str(tmp_path / "checkpoint.h5")
+    QLearningAgent(4, 2, seed=0).save_checkpoint(path)
+    with h5py.File(path, "a") as handle:
+        for name, value in changes.items():
+            if name == "q_table":
+                del handle["q_table"]
+                handle["q_table"] = value
+            else:
+                handle.attrs[name] = value
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"q_table": np.zeros((5, 2))}, "shape"),
+        ({"q_table": np.full((4, 2), np.nan)}, "NaN"),
+        ({"q_table": np.zeros((4, 2), dtype=np.int64)}, "not floats"),
+        ({"step": -3}, "step"),
+        ({"format": "something else"}, "not a kerasdqn Q-learning checkpoint"),
+        ({"policy_state": '{"tau": 1.0}'}, "policy state"),
+        ({"rng_state": '{"bit_generator": "MT19937"}'}, "random state"),
+        ({"pending": "[0, 9, 1.0, 0]"}, "pending"),
+        ({"config": '{"nb_states": 3, "nb_actions": 2}'}, "nb_states=3"),
+        ({"rng_state": "{not json"}, "damaged"),
+    ],
+)
+def test_a_bad_checkpoint_is_refused_naming_the_file_and_changes_nothing(
+    tmp_path, changes, message
+):
+    path = write_checkpoint(tmp_path, **changes)
+    agent = QLearningAgent(4, 2, initial_q=0.5, seed=1)
+    agent.step, rng_state = 11, agent.rng.bit_generator.state
+    with pytest.raises(ValueError, match=message) as error:
+        agent.load_checkpoint(path)
+    assert "checkpoint.h5" in str(error.value)
+    np.testing.assert_array_equal(agent.q_table, 0.5)
+    assert agent.step == 11 and agent.rng.bit_generator.state == rng_state
+
+
+def test_weights_round_trip_and_refuse_to_overwrite_by_default(tmp_path):
+    path = tmp_path / "q.h5"
+    agent = QLearningAgent(4, 2, seed=0)
+    agent.q_table[:] = np.arange(8).reshape(4, 2)
+    agent.save_weights(path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        agent.save_weights(path)
+    agent.save_weights(path, overwrite=True)
+    other = QLearningAgent(4, 2, seed=1)
+    other.load_weights(path)
+    np.testing.assert_array_equal(other.q_table, agent.q_table)
+    with pytest.raises(ValueError, match="q.h5.*shape"):
+        QLearningAgent(5, 2).load_weights(path)
+    agent.q_table[0, 0] = np.inf
+    with pytest.raises(FloatingPointError):
+        agent.save_weights(path, overwrite=True)
+    other.load_weights(path)  # the file kept its last good table
+    assert other.q_table[0, 0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"nb_states": 0}, "nb_states"),
+        ({"nb_actions": 2.0}, "nb_actions"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"gamma": 1.01}, "gamma"),
+        ({"nb_steps_warmup": -1}, "nb_steps_warmup"),
+        ({"initial_q": math.inf}, "initial_q"),
+        ({"policy": "eps-greedy"}, "policy"),
+        ({"test_policy": GreedyQPolicy}, "test_policy"),
+        ({"seed": -1}, "seed"),
+        ({"processor": object()}, "processor"),
+    ],
+)
+def test_bad_agent_arguments_are_refused_naming_them(kwargs, name):
+    with pytest.raises((ValueError, TypeError), match=f"^{name}"):
+        QLearningAgent(**{"nb_states": 4, "nb_actions": 2, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (gymnasium.make("CartPole-v1"), "Discrete observation_space"),
+        (Chain(5), "nb_states=4"),
+        (Endless(False), "nb_actions=2"),
+        ("FrozenLake-v1", "gymnasium environment"),
+    ],
+)
+def test_environments_the_table_does_not_fit_are_refused(env, message):
+    with pytest.raises((ValueError, TypeError), match=f"^env: .*{message}"):
+        QLearningAgent(4, 2).fit(env, nb_steps=10, verbose=0)
+
+
+def test_observations_that_are_not_state_indices_are_refused():
+    agent = QLearningAgent(4, 2)
+    with pytest.raises(ValueError, match="^observation: state 4"):
+        agent.forward(4)
+    with pytest.raises(TypeError, match="^observation: expected a state index"):
+        agent.forward(0.5)
