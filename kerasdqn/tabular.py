@@ -526,7 +526,9 @@ class TransitionModel:
             batch.terminal1.astype(np.bool_),
         )
 
-    def add_random_rollout(self, env: gymnasium.Env, nb_steps: int, seed: int | None = None):
+    def add_random_rollout(
+        self, env: gymnasium.Env, nb_steps: int, seed: int | None = None
+    ) -> None:
         """Play ``nb_steps`` uniformly random actions in ``env`` (resetting whenever an episode
         ends) and count every transition. ``seed`` seeds the first reset and the actions."""
         nb_steps = check_int("nb_steps", nb_steps, minimum=1)
