@@ -93,21 +93,21 @@ def _read_checkpoint(handle: h5py.File, agent, source: str) -> dict[str, Any]:
     """Every part of the checkpoint, read and checked; raises ``ValueError`` naming the file
     and the part on the first problem."""
     version = _check_format(handle, source)
-    _check_structure(_json_attribute(handle, "config", source), agent.get_config(), source)
+    _check_structure(json_attribute(handle, "config", source), agent.get_config(), source)
     return {
-        "step": _counter(handle, "step", source),
-        "episode": _counter(handle, "episode", source),
-        "rng_state": _checked_rng_state(
-            agent.rng, _json_attribute(handle, "rng_state", source), source
+        "step": read_counter(handle, "step", source),
+        "episode": read_counter(handle, "episode", source),
+        "rng_state": checked_rng_state(
+            agent.rng, json_attribute(handle, "rng_state", source), source
         ),
-        "policy": _checked_policy(
+        "policy": checked_policy(
             agent.policy,
-            _json_attribute(handle, "policy_state", source),
+            json_attribute(handle, "policy_state", source),
             f"{source!r}: policy_state",
         ),
-        "test_policy": _checked_policy(
+        "test_policy": checked_policy(
             agent.test_policy,
-            _json_attribute(handle, "test_policy_state", source),
+            json_attribute(handle, "test_policy_state", source),
             f"{source!r}: test_policy_state",
         ),
         "online": read_weights_group(_group(handle, "online", source), agent.model, source),
@@ -140,7 +140,8 @@ def _attribute(handle: h5py.File, name: str, source: str) -> Any:
     return handle.attrs[name]
 
 
-def _json_attribute(handle: h5py.File, name: str, source: str) -> Any:
+def json_attribute(handle: h5py.File, name: str, source: str) -> Any:
+    """A JSON attribute, parsed; errors name the file and the attribute."""
     text = _attribute(handle, name, source)
     try:
         return json.loads(text)
@@ -148,7 +149,8 @@ def _json_attribute(handle: h5py.File, name: str, source: str) -> Any:
         raise ValueError(f"{source!r}: {name} is not valid JSON ({error})") from None
 
 
-def _counter(handle: h5py.File, name: str, source: str) -> int:
+def read_counter(handle: h5py.File, name: str, source: str) -> int:
+    """A whole-number attribute >= 0 (a step or episode count)."""
     value = _attribute(handle, name, source)
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{source!r}: {name}: expected a whole number >= 0, got {value!r}")
@@ -162,7 +164,7 @@ def _group(handle: h5py.File, name: str, source: str) -> h5py.Group:
     return group
 
 
-def _checked_rng_state(rng: np.random.Generator, state: Any, source: str) -> dict:
+def checked_rng_state(rng: np.random.Generator, state: Any, source: str) -> dict:
     """``state`` if a generator like ``rng`` accepts it (tried on a spare one)."""
     expected = rng.bit_generator.state["bit_generator"]
     if not isinstance(state, dict) or state.get("bit_generator") != expected:
@@ -221,8 +223,8 @@ def _apply(agent, state: dict[str, Any]) -> None:
     agent.step = state["step"]
     agent.episode = state["episode"]
     agent.rng.bit_generator.state = state["rng_state"]
-    _copy_policy_fields(agent.policy, state["policy"])
-    _copy_policy_fields(agent.test_policy, state["test_policy"])
+    copy_policy_fields(agent.policy, state["policy"])
+    copy_policy_fields(agent.test_policy, state["test_policy"])
     if state["pending_observation"] is not None:
         agent.memory.append_final(state["pending_observation"])
     agent.reset_states()
@@ -261,7 +263,7 @@ def _policy_fields(policy: Policy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in policy.get_config() if hasattr(policy, name)}
 
 
-def _checked_policy(policy: Policy, state: Any, where: str) -> Policy | None:
+def checked_policy(policy: Policy, state: Any, where: str) -> Policy | None:
     """A new policy of ``policy``'s class made from ``state`` by its constructor (so with its
     checks), or None if the policy has no fields. Unknown fields are refused."""
     fields = _policy_fields(policy)
@@ -277,20 +279,20 @@ def _checked_policy(policy: Policy, state: Any, where: str) -> Policy | None:
     values = {**fields, **state}
     for name, value in fields.items():
         if isinstance(value, Policy):
-            values[name] = _checked_policy(value, state.get(name, {}), f"{where}.{name}")
+            values[name] = checked_policy(value, state.get(name, {}), f"{where}.{name}")
     try:
         return type(policy)(**values)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
 
 
-def _copy_policy_fields(policy: Policy, checked: Policy | None) -> None:
+def copy_policy_fields(policy: Policy, checked: Policy | None) -> None:
     """Set ``policy``'s fields to those of ``checked`` (nested policies keep their objects)."""
     if checked is None:
         return
     for name, value in _policy_fields(policy).items():
         if isinstance(value, Policy):
-            _copy_policy_fields(value, getattr(checked, name))
+            copy_policy_fields(value, getattr(checked, name))
         else:
             setattr(policy, name, getattr(checked, name))
 
@@ -302,7 +304,7 @@ def _write_variables(group: h5py.Group, variables: list) -> None:
 
 
 def _read_variables(group: h5py.Group, variables: list, source: str) -> list:
-    paths = _json_attribute(group, "paths", source)
+    paths = json_attribute(group, "paths", source)
     if not isinstance(paths, list) or len(paths) != len(variables):
         count = len(paths) if isinstance(paths, list) else "no list of"
         raise ValueError(

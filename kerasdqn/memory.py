@@ -336,6 +336,10 @@ class SequentialMemory:
         ``kerasdqn.state.StateWindow``; this one follows ``append`` on stream 0."""
         return self._window.state(current_observation)
 
+    def transition_positions(self) -> np.ndarray:
+        """The buffer positions of every complete transition stored, in position order."""
+        return np.flatnonzero(self._has_next[: self._nb_entries])
+
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Buffer positions of ``batch_size`` transitions drawn uniformly, with replacement.
 

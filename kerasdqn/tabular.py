@@ -34,7 +34,15 @@ import numpy as np
 
 from kerasdqn._checks import check_bool, check_float, check_int
 from kerasdqn._files import atomic_path, check_path, check_writable
-from kerasdqn.checkpoint import checkpoint_path, policy_state, set_policy_state
+from kerasdqn.checkpoint import (
+    checked_policy,
+    checked_rng_state,
+    checkpoint_path,
+    copy_policy_fields,
+    json_attribute,
+    policy_state,
+    read_counter,
+)
 from kerasdqn.core import Agent, Processor
 from kerasdqn.memory import SequentialMemory
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
@@ -511,11 +519,8 @@ class TransitionModel:
         terminated, as the memory stores them."""
         if not isinstance(memory, SequentialMemory):
             raise TypeError(f"memory: expected a kerasdqn SequentialMemory, got {memory!r}")
-        state = memory.get_state()
-        filled = len(state["actions"])
-        starts = np.flatnonzero(~state["finals"])
-        starts = starts[starts != (int(state["next_index"]) - 1) % memory.limit]
-        if filled < 2 or not len(starts):
+        starts = memory.transition_positions()
+        if not len(starts):
             return
         batch = memory.batch_at(starts)
         self.add_batch(
@@ -707,7 +712,7 @@ class QLearningAgent(Agent):
     @policy.setter
     def policy(self, policy: Policy) -> None:
         self._policy = _check_policy("policy", policy)
-        policy._set_agent(self)
+        policy.attach(self)
 
     @property
     def test_policy(self) -> Policy:
@@ -716,7 +721,7 @@ class QLearningAgent(Agent):
     @test_policy.setter
     def test_policy(self, policy: Policy) -> None:
         self._test_policy = _check_policy("test_policy", policy)
-        policy._set_agent(self)
+        policy.attach(self)
 
     def compile(self, optimizer: Any = None, metrics: list | None = None) -> None:
         """Nothing to compile: a Q table needs no optimizer. Kept so code written for
@@ -935,16 +940,23 @@ class QLearningAgent(Agent):
                 )
         state = {
             "q_table": self._read_table(handle, source),
-            "step": _read_count(handle, "step", source),
-            "episode": _read_count(handle, "episode", source),
-            "rng_state": json.loads(handle.attrs["rng_state"]),
-            "policy_state": json.loads(handle.attrs["policy_state"]),
-            "test_policy_state": json.loads(handle.attrs["test_policy_state"]),
-            "pending": json.loads(handle.attrs["pending"]),
+            "step": read_counter(handle, "step", source),
+            "episode": read_counter(handle, "episode", source),
+            "rng_state": checked_rng_state(
+                self.rng, json_attribute(handle, "rng_state", source), source
+            ),
+            "policy": checked_policy(
+                self.policy,
+                json_attribute(handle, "policy_state", source),
+                f"{source!r}: policy_state",
+            ),
+            "test_policy": checked_policy(
+                self.test_policy,
+                json_attribute(handle, "test_policy_state", source),
+                f"{source!r}: test_policy_state",
+            ),
+            "pending": json_attribute(handle, "pending", source),
         }
-        _check_rng_state(state["rng_state"], self.rng, source)
-        _check_policy_state(state["policy_state"], self.policy, "policy", source)
-        _check_policy_state(state["test_policy_state"], self.test_policy, "test_policy", source)
         if state["pending"] is not None:
             self._check_pending(state["pending"], source)
         return state
@@ -966,8 +978,8 @@ class QLearningAgent(Agent):
         self.step = state["step"]
         self.episode = state["episode"]
         self.rng.bit_generator.state = state["rng_state"]
-        set_policy_state(self.policy, state["policy_state"])
-        set_policy_state(self.test_policy, state["test_policy_state"])
+        copy_policy_fields(self.policy, state["policy"])
+        copy_policy_fields(self.test_policy, state["test_policy"])
         self.reset_states()
         if state["pending"] is not None:
             from_state, action, reward, next_state = state["pending"]
@@ -987,34 +999,3 @@ def _check_finite_table(table: np.ndarray, filepath: str) -> None:
             f"the Q table holds NaN or infinite values; not writing {filepath!r}, so any "
             "earlier file there stays intact"
         )
-
-
-def _read_count(handle: h5py.File, name: str, source: str) -> int:
-    value = handle.attrs[name]
-    if not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"{source!r}: {name} is {value!r}, expected a count")
-    return int(value)
-
-
-def _check_rng_state(state: Any, rng: np.random.Generator, source: str) -> None:
-    expected = type(rng.bit_generator).__name__
-    if not isinstance(state, dict) or state.get("bit_generator") != expected:
-        raise ValueError(f"{source!r}: the random state is not that of a {expected} generator")
-
-
-def _check_policy_state(state: Any, policy: Policy, name: str, source: str) -> None:
-    """The saved state must have the fields of the agent's policy (same kind of policy)."""
-    current = policy_state(policy)
-    if not isinstance(state, dict) or _state_shape(state) != _state_shape(current):
-        raise ValueError(
-            f"{source!r}: its {name} state {state!r} does not fit this agent's "
-            f"{type(policy).__name__} ({current!r})"
-        )
-
-
-def _state_shape(state: dict) -> dict:
-    """The field names of a policy state, nested policies included."""
-    return {
-        key: _state_shape(value) if isinstance(value, dict) else None
-        for key, value in state.items()
-    }

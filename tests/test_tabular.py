@@ -578,11 +578,11 @@ def write_checkpoint(tmp_path, **changes) -> str:
         ({"q_table": np.zeros((4, 2), dtype=np.int64)}, "not floats"),
         ({"step": -3}, "step"),
         ({"format": "something else"}, "not a kerasdqn Q-learning checkpoint"),
-        ({"policy_state": '{"tau": 1.0}'}, "policy state"),
-        ({"rng_state": '{"bit_generator": "MT19937"}'}, "random state"),
+        ({"policy_state": '{"tau": 1.0}'}, "policy_state: unknown fields"),
+        ({"rng_state": '{"bit_generator": "MT19937"}'}, "rng_state: expected the state"),
         ({"pending": "[0, 9, 1.0, 0]"}, "pending"),
         ({"config": '{"nb_states": 3, "nb_actions": 2}'}, "nb_states=3"),
-        ({"rng_state": "{not json"}, "damaged"),
+        ({"rng_state": "{not json"}, "rng_state is not valid JSON"),
     ],
 )
 def test_a_bad_checkpoint_is_refused_naming_the_file_and_changes_nothing(
