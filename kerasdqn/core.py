@@ -10,6 +10,12 @@ an episode's last observation). The loop here drives them against a gymnasium en
         agent.backward(reward, terminal=terminated, truncated=truncated)
         if terminated or truncated: agent.finish_episode(observation); reset
 
+The environment is held to gymnasium's contract: checked once before the first ``reset``
+(``Agent.check_env``), then each value where it enters the loop (``reset``'s pair, ``step``'s
+five values, numeric finite observations of the expected shape, real finite rewards), so a
+misbehaving environment is stopped at the value that broke it with an error naming it, the
+method and the step (see ``kerasdqn._env_checks``).
+
 Episode ends, in the words used throughout kerasdqn: an episode *terminated* when the MDP
 reached a terminal state (gymnasium's ``terminated``: no future value; keras-rl's ``terminal``
 means the same); it was *truncated* when it was cut off, e.g. by a time limit (gymnasium's
@@ -20,13 +26,13 @@ through truncation.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 
 import numpy as np
 
 from kerasdqn._checks import check_int
+from kerasdqn._env_checks import EnvContract, check_observation_space
 from kerasdqn._signals import StopRequest
 from kerasdqn.callbacks import (
     CallbackList,
@@ -143,7 +149,20 @@ class Agent:
         """Forget everything about the previous episode."""
 
     def check_env(self, env) -> None:
-        """Raise a clear error if this agent cannot run on ``env``."""
+        """Raise a clear error if this agent cannot run on ``env``; ``fit`` and ``test`` call it
+        before touching ``env``.
+
+        This base check refuses an observation space the agent cannot take without a
+        ``Processor``: one without a shape (``Dict``, ``Tuple``), or one whose shape is not
+        ``expected_observation_shape()``. Agents extend it and call ``super().check_env(env)``.
+        """
+        check_observation_space(env, self.processor is not None, self.expected_observation_shape())
+
+    def expected_observation_shape(self) -> tuple | None:
+        """The shape each raw observation must have when there is no ``Processor`` (a None in
+        it: any size there), or None where the agent does not know it; then the observation
+        space's shape is checked instead."""
+        return None
 
     @property
     def metrics_names(self) -> list[str]:
@@ -320,6 +339,7 @@ class Agent:
         self.check_env(env)
         return _Loop(
             env,
+            EnvContract.for_agent(env, self),
             list(callbacks or []),
             action_repetition,
             nb_max_start_steps,
@@ -346,7 +366,8 @@ class Agent:
     def _begin_episode(self, loop: _Loop, index: int) -> _Episode:
         loop.callbacks.on_episode_begin(index)
         self.reset_states()
-        observation = self._reset(loop.env)
+        loop.contract.episode = index
+        observation = self._reset(loop)
         nb_random_steps = 0
         if loop.nb_max_start_steps:
             nb_random_steps = int(self.rng.integers(loop.nb_max_start_steps + 1))
@@ -357,35 +378,33 @@ class Agent:
                 action = loop.start_step_policy(observation)
             action = self.processor.process_action(action) if self.processor else action
             loop.callbacks.on_action_begin(action)
-            observation, _, terminated, truncated, _ = self._env_step(loop.env, action)
+            observation, _, terminated, truncated, _ = self._env_step(loop, action)
             loop.callbacks.on_action_end(action)
             if terminated or truncated:
                 _warn_start_steps(nb_random_steps)
-                observation = self._reset(loop.env)
+                observation = self._reset(loop)
                 break
         return _Episode(index, observation, len(self.metrics_names))
 
-    def _reset(self, env):
-        observation, _ = env.reset()
+    def _reset(self, loop: _Loop):
+        """One ``env.reset``: its observation, processed and held to the contract."""
+        observation = loop.contract.reset_observation(loop.env.reset())
         if self.processor is not None:
             observation = self.processor.process_observation(observation)
+        loop.contract.observation(observation, "reset")
         return observation
 
-    def _env_step(self, env, action):
-        """One ``env.step``, processed and checked for non-finite numbers."""
-        result = env.step(action)
-        if len(result) != 5:
-            raise TypeError(
-                f"env: step() returned {len(result)} values; kerasdqn needs gymnasium's five "
-                "(observation, reward, terminated, truncated, info)"
-            )
+    def _env_step(self, loop: _Loop, action):
+        """One ``env.step``: its five values, processed and held to the contract (see
+        ``kerasdqn._env_checks``), the reward as a float."""
+        result = loop.contract.step_result(loop.env.step(action))
         observation, reward, terminated, truncated, info = result
         if self.processor is not None:
             observation, reward, _, info = self.processor.process_step(
                 observation, reward, terminated or truncated, info
             )
-        _check_finite(observation, reward, self.step)
-        return observation, float(reward), bool(terminated), bool(truncated), info
+        reward = loop.contract.step_values(observation, reward)
+        return observation, reward, bool(terminated), bool(truncated), info
 
     def _run_step(self, loop: _Loop) -> bool:
         """Act once, learn from it, and say whether the episode ended."""
@@ -396,9 +415,7 @@ class Agent:
         reward = 0.0
         for _ in range(loop.action_repetition):
             callbacks.on_action_begin(env_action)
-            observation, step_reward, terminated, truncated, info = self._env_step(
-                loop.env, env_action
-            )
+            observation, step_reward, terminated, truncated, info = self._env_step(loop, env_action)
             callbacks.on_action_end(env_action)
             reward += step_reward
             if terminated or truncated:
@@ -439,11 +456,13 @@ class Agent:
 
 
 class _Loop:
-    """The options of one ``fit`` or ``test`` call, and the episode in progress."""
+    """The options of one ``fit`` or ``test`` call, the contract its environment is held to,
+    and the episode in progress."""
 
     def __init__(
         self,
         env,
+        contract: EnvContract,
         callbacks,
         action_repetition,
         nb_max_start_steps,
@@ -451,6 +470,7 @@ class _Loop:
         nb_max_episode_steps,
     ) -> None:
         self.env = env
+        self.contract = contract
         self.callbacks = callbacks
         self.action_repetition = action_repetition
         self.nb_max_start_steps = nb_max_start_steps
@@ -475,17 +495,6 @@ def _checkpoint_callbacks(checkpoint_dir, checkpoint_interval) -> list:
     if not isinstance(checkpoint_dir, str | os.PathLike):
         raise TypeError(f"checkpoint_dir: expected a directory path, got {checkpoint_dir!r}")
     return [TrainingCheckpoint(checkpoint_dir, checkpoint_interval)]
-
-
-def _check_finite(observation, reward, step: int) -> None:
-    if not math.isfinite(reward):
-        raise FloatingPointError(f"env: the reward at step {step} is {reward}; training stopped")
-    array = np.asarray(observation)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise FloatingPointError(
-            f"env: the observation at step {step} holds non-finite values ({array}); "
-            "training stopped"
-        )
 
 
 def _warn_start_steps(nb_random_steps: int) -> None:

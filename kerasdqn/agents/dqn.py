@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from kerasdqn._checks import check_bool, check_choice, check_float, check_int
 from kerasdqn._compiled import CompiledCall
+from kerasdqn._env_checks import env_name, shape_matches
 from kerasdqn.agents import td
 from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
@@ -414,28 +415,37 @@ class DQNAgent(Agent):
     # ----------------------------------------------------------------- checks
 
     def check_env(self, env) -> None:
+        """Raise a clear error, before ``env`` is touched, if this agent cannot run on it: a
+        Discrete action space of ``nb_actions`` actions, and without a ``Processor`` an
+        observation space of the model's observation shape (not a ``Dict`` or ``Tuple``)."""
         if not callable(getattr(env, "step", None)) or not callable(getattr(env, "reset", None)):
             raise TypeError(f"env: expected a gymnasium environment, got {env!r}")
+        name = env_name(env)
         space = getattr(env, "action_space", None)
         if not isinstance(space, gymnasium.spaces.Discrete):
-            raise ValueError(f"env: DQN needs a Discrete action space, got {space!r}")
+            raise ValueError(f"env {name}: DQN needs a Discrete action space, got {space!r}")
         if int(space.n) != self.nb_actions:
             raise ValueError(
-                f"env: its action space has {int(space.n)} actions but the agent was built "
-                f"with nb_actions={self.nb_actions}"
+                f"env {name}: its action space has {int(space.n)} actions but the agent was "
+                f"built with nb_actions={self.nb_actions}"
             )
         observation_shape = getattr(getattr(env, "observation_space", None), "shape", None)
-        expected = tuple(self.model.inputs[0].shape[2:])
+        expected = self.expected_observation_shape()
         if (
             self.processor is None
             and observation_shape is not None
-            and tuple(observation_shape) != expected
+            and not shape_matches(tuple(observation_shape), expected)
         ):
             raise ValueError(
-                f"env: observations have shape {tuple(observation_shape)} but the model takes "
-                f"states of shape {tuple(self.model.inputs[0].shape[1:])}, i.e. observations "
-                f"of shape {expected}"
+                f"env {name}: observations have shape {tuple(observation_shape)} but the model "
+                f"takes states of shape {tuple(self.model.inputs[0].shape[1:])}, i.e. "
+                f"observations of shape {expected}"
             )
+        super().check_env(env)
+
+    def expected_observation_shape(self) -> tuple:
+        """The model's observation shape: its input shape without the batch and window axes."""
+        return tuple(self.model.inputs[0].shape[2:])
 
     def get_config(self) -> dict:
         return {
