@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import timeit
 import warnings
 from typing import Any
@@ -257,7 +258,8 @@ class TrainIntervalLogger(Callback):
 
     The bar shows steps per second, the last episode's reward, and the running means of the
     loss, the metrics and the annealed exploration value. Intervals count the agent's steps,
-    so a resumed run carries on its numbering.
+    so a resumed run carries on its numbering. When standard output is not a terminal (a
+    pipe, a log file), no bar is drawn: each interval ends with one plain line instead.
     """
 
     def __init__(self, interval: int = 10000) -> None:
@@ -269,6 +271,7 @@ class TrainIntervalLogger(Callback):
         self.metrics_names = self.model.metrics_names
         self.step = self.model.step
         self.interval_open = False
+        self.live = _is_terminal(sys.stdout)
         print(f"Training for {self.params['nb_steps']} steps ...")
 
     def on_train_end(self, logs=None):
@@ -315,6 +318,10 @@ class TrainIntervalLogger(Callback):
             self._show_progress()
 
     def _show_progress(self, force: bool = False) -> None:
+        if not self.live:
+            if force:
+                self._print_plain_progress()
+            return
         now = timeit.default_timer()
         if not force and now - self.last_display < 0.25:
             return
@@ -331,8 +338,22 @@ class TrainIntervalLogger(Callback):
         ]
         self.progbar.update(position, values=values, finalize=force and done > 0)
 
+    def _print_plain_progress(self) -> None:
+        done = self.step - self.interval_first_step
+        rate = done / max(timeit.default_timer() - self.interval_start, 1e-9)
+        print(
+            f"Interval {self.interval_first_step // self.interval + 1}: steps "
+            f"{self.interval_first_step}-{self.step}, {rate:.0f} steps/s",
+            flush=True,
+        )
+
     def on_episode_end(self, episode, logs=None):
         self.episode_rewards.append(logs["episode_reward"])
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 class TestLogger(Callback):

@@ -2,17 +2,27 @@
 
 ``train`` takes the options of scripts/train_cartpole.py and works on any environment with a
 Discrete action space; ``test`` builds the network from --hidden and --dueling, which must be
-those used for training. The work is done by ``kerasdqn.training`` and ``kerasdqn.plotting``.
+those used for training. The work is done by ``kerasdqn.training`` and ``kerasdqn.plotting``,
+imported only once the arguments are understood: ``--help``, ``--version`` and argument errors
+answer without starting TensorFlow, and TensorFlow's start-up log stays quiet unless
+``--tf-log`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from kerasdqn import plotting, training
-from kerasdqn.config import NETWORK_FIELDS, add_config_arguments, whole_number
-from kerasdqn.envs import file_name
+from kerasdqn._version import __version__
+from kerasdqn.config import (
+    NETWORK_FIELDS,
+    add_config_arguments,
+    add_run_arguments,
+    add_threads_argument,
+    config_from_flags,
+    whole_number,
+)
 from kerasdqn.errors import UsageError
 
 ENV_ID = "<ENV_ID>"  # stands for the environment id in default paths
@@ -21,7 +31,8 @@ EXAMPLES = """examples:
   kerasdqn train CartPole-v1                   # weights/dqn_CartPole-v1.h5, runs/CartPole-v1
   kerasdqn test CartPole-v1 --episodes 10      # greedy episodes with those weights
   kerasdqn test CartPole-v1 --record-video videos/
-  kerasdqn plot runs/CartPole-v1 -o curve.png
+  kerasdqn plot runs/CartPole-v1              # runs/CartPole-v1/curve.png
+  kerasdqn train CartPole-v1 --checkpoint-dir checkpoints/   # Ctrl-C, then add --resume
 
 test must be given the --hidden and --dueling used for training."""
 
@@ -33,19 +44,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES,
     )
+    parser.add_argument("--version", action="version", version=f"kerasdqn {__version__}")
+    parser.add_argument(
+        "--tf-log", action="store_true", help="show TensorFlow's own start-up and log messages"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    _add_train_command(commands)
+    _add_test_command(commands)
+    _add_plot_command(commands)
+    return parser
 
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add_train_command(commands) -> None:
     train = commands.add_parser(
-        "train", help="train an agent and save its weights", formatter_class=formatter
+        "train", help="train an agent and save its weights", formatter_class=FORMATTER
     )
     train.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
-    training.add_run_arguments(train, logdir=f"runs/{ENV_ID}", weights=f"weights/dqn_{ENV_ID}.h5")
+    add_run_arguments(train, logdir=f"runs/{ENV_ID}", weights=f"weights/dqn_{ENV_ID}.h5")
     add_config_arguments(train.add_argument_group("experiment"))
     train.set_defaults(run=run_train)
 
+
+def _add_test_command(commands) -> None:
     test = commands.add_parser(
-        "test", help="play greedy episodes with saved weights", formatter_class=formatter
+        "test", help="play greedy episodes with saved weights", formatter_class=FORMATTER
     )
     test.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
     test.add_argument("--weights", default=f"weights/dqn_{ENV_ID}.h5", help="HDF5 weights file")
@@ -60,55 +85,99 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="save each episode as an MP4 in DIR (needs the video extra: moviepy)",
     )
-    training.add_threads_argument(test)
+    add_threads_argument(test)
     network = test.add_argument_group("network (as trained)")
     add_config_arguments(network, only=NETWORK_FIELDS)
     test.set_defaults(run=run_test)
 
+
+def _add_plot_command(commands) -> None:
     plot = commands.add_parser(
-        "plot", help="draw training curves from TensorBoard logs", formatter_class=formatter
+        "plot", help="draw training curves from TensorBoard logs", formatter_class=FORMATTER
     )
     plot.add_argument("logdir", metavar="LOGDIR", help="a run's TensorBoard log directory")
-    plot.add_argument("-o", "--output", default="curve.png", help="image file to write")
+    plot.add_argument("-o", "--output", help="image file to write (default: LOGDIR/curve.png)")
     plot.add_argument(
         "--window", type=int, default=20, help="episodes in the reward's moving average"
     )
     plot.set_defaults(run=run_plot)
-    return parser
 
 
-def run_train(args: argparse.Namespace) -> None:
+def run_train(args: argparse.Namespace) -> int:
+    config_from_flags(args)  # bad settings are reported before TensorFlow starts
+    start_tensorflow(args.tf_log)
+    from kerasdqn import training
+    from kerasdqn.envs import file_name
+
     args.logdir = args.logdir.replace(ENV_ID, file_name(args.env_id))
     args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
     training.configure_threads(args.threads)
-    print(training.train(args.env_id, args).summary())
-    print(f"Curves:      kerasdqn plot {args.logdir} -o curve.png")
+    result = training.train(args.env_id, args)
+    print(result.summary())
+    print(f"Curves:      kerasdqn plot {args.logdir}")
+    return result.exit_code
 
 
-def run_test(args: argparse.Namespace) -> None:
+def run_test(args: argparse.Namespace) -> int:
+    start_tensorflow(args.tf_log)
+    from kerasdqn import training
+    from kerasdqn.envs import file_name
+
     args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
     training.configure_threads(args.threads)
     rewards = training.play(args.env_id, args, video_folder=args.record_video)
     print(training.mean_reward(rewards))
     if args.record_video:
         print(f"Videos:      {args.record_video}")
+    return 0
 
 
-def run_plot(args: argparse.Namespace) -> None:
+def run_plot(args: argparse.Namespace) -> int:
+    from kerasdqn import plotting
+
+    output = args.output or os.path.join(args.logdir, "curve.png")
     try:
-        output = plotting.plot_training(args.logdir, args.output, window=args.window)
+        output = plotting.plot_training(args.logdir, output, window=args.window)
     except (OSError, ValueError) as error:
         raise UsageError(error) from None
     print(f"Wrote {output}")
+    return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); exit with status 2 and a
+def start_tensorflow(show_log: bool) -> None:
+    """Import TensorFlow, quietly unless ``show_log``."""
+    if show_log:
+        import tensorflow  # noqa: F401
+    else:
+        quiet_tensorflow()
+
+
+def quiet_tensorflow() -> None:
+    """Start TensorFlow with its start-up log (CPU features, CUDA probing, which its native
+    code writes to the error stream whatever the log level) sent nowhere, and its later
+    informational messages off. A failure to import still raises as usual."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # probes for GPUs, which logs too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status: 0,
+    130 or 143 for a training run stopped by Ctrl-C or SIGTERM; exit with status 2 and a
     one-line message on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args)
     except UsageError as error:
         parser.exit(2, f"kerasdqn {args.command}: error: {error}\n")
 

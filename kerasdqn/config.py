@@ -17,6 +17,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from kerasdqn._checks import check_bool, check_float, check_int
+from kerasdqn.errors import UsageError
+
 
 def _setting(default: Any, help: str, **flag: Any) -> Any:
     """A config field with its help text and the argparse options of its flag."""
@@ -66,6 +69,28 @@ class DQNConfig:
         None, "clip gradients to this global norm (default: no clipping)", type=float
     )
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "seed", "warmup"):
+            check_int(name, getattr(self, name), minimum=0)
+        for name in ("batch_size", "train_interval", "gradient_steps", "n_step"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("memory", self.memory, minimum=2)
+        if not isinstance(self.hidden, tuple) or not self.hidden:
+            raise TypeError(f"hidden: expected a tuple of layer widths, got {self.hidden!r}")
+        for units in self.hidden:
+            check_int("hidden", units, minimum=1)
+        for name in ("lr", "target_update", "adam_epsilon"):
+            check_float(name, getattr(self, name), 0.0, low_open=True)
+        for name in ("lr_end", "max_grad_norm"):
+            if getattr(self, name) is not None:
+                check_float(name, getattr(self, name), 0.0, low_open=True)
+        for name in ("gamma", "eps_start", "eps_end"):
+            check_float(name, getattr(self, name), 0.0, 1.0)
+        check_float("eps_fraction", self.eps_fraction, 0.0, 1.0, low_open=True)
+        check_float("delta_clip", self.delta_clip, 0.0, low_open=True, allow_inf=True)
+        check_bool("dueling", self.dueling)
+        check_bool("double", self.double)
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DQNConfig:
         """The config with the values ``args`` has for its fields, the defaults elsewhere."""
@@ -82,6 +107,21 @@ class DQNConfig:
 NETWORK_FIELDS = ("hidden", "dueling")  # what a weights file must be loaded into
 
 
+def flag_for(field_name: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def config_from_flags(args: argparse.Namespace) -> DQNConfig:
+    """The config in parsed command-line ``args``; a bad value raises ``UsageError`` naming
+    its flag (``--batch-size: expected an integer >= 1, got 0``)."""
+    try:
+        return DQNConfig.from_args(args)
+    except (TypeError, ValueError) as error:
+        name, _, problem = str(error).partition(": ")
+        raise UsageError(f"{flag_for(name)}: {problem}" if problem else str(error)) from None
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     defaults: DQNConfig | None = None,
@@ -96,5 +136,56 @@ def add_config_arguments(
         options = dict(item.metadata["flag"], default=getattr(defaults, item.name))
         if "type" not in options:
             options["action"] = argparse.BooleanOptionalAction
-        flag = "--" + item.name.replace("_", "-")
-        parser.add_argument(flag, dest=item.name, help=item.metadata["help"], **options)
+        parser.add_argument(
+            flag_for(item.name), dest=item.name, help=item.metadata["help"], **options
+        )
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser, logdir: str, weights: str
+) -> argparse._ArgumentGroup:
+    """Declare where a training run writes and how it reports (group ``run``): --logdir,
+    --weights, --episodes, --verbose, --threads, --checkpoint-dir, --checkpoint-interval,
+    --resume. ``logdir`` and ``weights`` are the default paths. Returns the group, for the
+    caller's own run options."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--logdir", default=logdir, help="TensorBoard log directory")
+    run.add_argument("--weights", default=weights, help="HDF5 weights file written after training")
+    run.add_argument(
+        "--episodes",
+        type=whole_number,
+        default=100,
+        help="greedy evaluation episodes after training",
+    )
+    run.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=[0, 1, 2],
+        help="0 quiet, 1 progress bar, 2 one line per episode",
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        help="write the whole training state to DIR/checkpoint.h5 (at the end, on Ctrl-C, and "
+        "every --checkpoint-interval steps)",
+    )
+    run.add_argument(
+        "--checkpoint-interval", type=int, help="steps between checkpoints (needs --checkpoint-dir)"
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint-dir's checkpoint up to a total of --steps steps",
+    )
+    add_threads_argument(run)
+    return run
+
+
+def add_threads_argument(parser) -> None:
+    """Declare --threads (see ``kerasdqn.training.configure_threads``)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="TensorFlow CPU threads (0: TensorFlow's default); small networks run fastest on one",
+    )

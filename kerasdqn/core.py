@@ -115,6 +115,8 @@ class Agent:
             keras-rl's), so warm-up, annealing and target-update schedules never restart.
         episode: training episodes begun so far, continuing likewise.
         training: whether the agent is inside ``fit``.
+        stop_training: set it to True (from a callback) to end ``fit`` after the current
+            step, as Keras's callbacks do with ``model.stop_training``.
     """
 
     def __init__(self, processor: Processor | None = None, seed: int | None = None) -> None:
@@ -128,6 +130,7 @@ class Agent:
         self.rng = np.random.default_rng(seed)
         self.processor = processor
         self.training = False
+        self.stop_training = False
         self.step = 0
         self.episode = 0
         self.compiled = False
@@ -241,28 +244,32 @@ class Agent:
             loop, _train_logger(verbose, log_interval), visualize, history, {"nb_steps": nb_steps}
         )
         self.training = True
+        self.stop_training = False
         self._on_train_begin()
         loop.callbacks.on_train_begin()
-        did_abort = self._train_until(loop, self.step + nb_steps)
-        loop.callbacks.on_train_end({"did_abort": did_abort})
+        interruption = self._train_until(loop, self.step + nb_steps)
+        loop.callbacks.on_train_end(
+            {"did_abort": interruption is not None, "interrupted_by": interruption}
+        )
         self._on_train_end()
         self.training = False
         return history
 
-    def _train_until(self, loop: _Loop, end_step: int) -> bool:
-        """Take training steps until ``end_step`` or a stop request; say whether it stopped
-        early (Ctrl-C or SIGTERM)."""
-        did_abort = False
+    def _train_until(self, loop: _Loop, end_step: int) -> str | None:
+        """Take training steps until ``end_step``, a signal or a callback's
+        ``agent.stop_training = True``; return the signal's name if one stopped it early
+        (``'SIGINT'`` for Ctrl-C, ``'SIGTERM'``), else None."""
+        interruption = None
         with StopRequest() as stop:
             try:
-                while self.step < end_step and not stop.requested:
+                while self.step < end_step and not (stop.requested or self.stop_training):
                     self._train_step(loop)
             except KeyboardInterrupt:
-                did_abort = True
+                interruption = "SIGINT"
             if loop.episode is not None:
                 # Close the unfinished episode, so no stored transition crosses into the next.
                 self.finish_episode(loop.episode.observation)
-        return did_abort or stop.requested
+        return interruption or stop.signal_name
 
     def test(
         self,

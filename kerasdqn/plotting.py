@@ -1,6 +1,6 @@
 """Training curves from TensorBoard logs, as a PNG: episode rewards and the TD loss.
 
-    plot_training("runs/cartpole", "curve.png")
+    plot_training("runs/CartPole-v1", "runs/CartPole-v1/curve.png")
 
 reads the ``episode/reward`` and ``train/loss`` scalars that ``kerasdqn.callbacks.TensorBoard``
 writes and draws them against environment steps. It renders with matplotlib's Agg canvas, so no

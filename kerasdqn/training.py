@@ -4,7 +4,7 @@ This is what the ``kerasdqn`` command runs (scripts/train_cartpole.py spells the
 out step by step):
 
     parser = argparse.ArgumentParser()
-    add_run_arguments(parser, logdir="runs/cartpole", weights="weights/dqn_cartpole.h5")
+    add_run_arguments(parser, logdir="runs/CartPole-v1", weights="weights/dqn_CartPole-v1.h5")
     add_config_arguments(parser)
     args = parser.parse_args()
     configure_threads(args.threads)
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -28,8 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdqn.agents.dqn import DQNAgent
-from kerasdqn.callbacks import TensorBoard
-from kerasdqn.config import DQNConfig, whole_number
+from kerasdqn.callbacks import Callback, TensorBoard
+from kerasdqn.config import (
+    DQNConfig,
+    add_run_arguments,
+    add_threads_argument,
+    config_from_flags,
+)
 from kerasdqn.envs import display_available, file_name, make_env, record_video
 from kerasdqn.errors import UsageError
 from kerasdqn.memory import SequentialMemory
@@ -52,43 +58,7 @@ __all__ = [
     "train",
 ]
 
-# --------------------------------------------------------------------------- arguments
-
-
-def add_run_arguments(
-    parser: argparse.ArgumentParser, logdir: str, weights: str
-) -> argparse._ArgumentGroup:
-    """Declare where a run writes and how it reports (group ``run``): --logdir, --weights,
-    --episodes, --verbose, --threads. ``logdir`` and ``weights`` are the default paths.
-    Returns the group, for the caller's own run options."""
-    run = parser.add_argument_group("run")
-    run.add_argument("--logdir", default=logdir, help="TensorBoard log directory")
-    run.add_argument("--weights", default=weights, help="HDF5 weights file written after training")
-    run.add_argument(
-        "--episodes",
-        type=whole_number,
-        default=100,
-        help="greedy evaluation episodes after training",
-    )
-    run.add_argument(
-        "--verbose",
-        type=int,
-        default=1,
-        choices=[0, 1, 2],
-        help="0 quiet, 1 progress bar, 2 one line per episode",
-    )
-    add_threads_argument(run)
-    return run
-
-
-def add_threads_argument(parser) -> None:
-    """Declare --threads (see ``configure_threads``)."""
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="TensorFlow CPU threads (0: TensorFlow's default); small networks run fastest on one",
-    )
+# --------------------------------------------------------------------------- threads
 
 
 def configure_threads(threads: int) -> None:
@@ -193,22 +163,44 @@ def evaluate(
 
 @dataclass
 class TrainingResult:
-    """What ``train`` did: steps, wall-clock seconds, where it wrote, greedy rewards after."""
+    """What ``train`` did: the steps trained (in this run) out of those asked for, wall-clock
+    seconds, where it wrote, the greedy rewards after, and the signal that interrupted it
+    (None if it ran to the end)."""
 
     steps: int
     seconds: float
     weights: str
     logdir: str
     rewards: list[float]
+    planned_steps: int | None = None
+    interrupted_by: str | None = None
+    checkpoint: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The conventional exit status: 128 + the signal's number if interrupted, else 0."""
+        if self.interrupted_by is None:
+            return 0
+        return 128 + int(getattr(signal, self.interrupted_by))
 
     def summary(self) -> str:
         """The report printed at the end of a run."""
         rate = self.steps / max(self.seconds, 1e-9)
+        if self.interrupted_by is None:
+            head = f"\nTrained {self.steps} steps in {self.seconds:.1f} s ({rate:.0f} steps/s)."
+        else:
+            head = (
+                f"\nInterrupted by {self.interrupted_by} after {self.steps} of "
+                f"{self.planned_steps} steps ({self.seconds:.1f} s, {rate:.0f} steps/s); "
+                "no greedy evaluation."
+            )
         lines = [
-            f"\nTrained {self.steps} steps in {self.seconds:.1f} s ({rate:.0f} steps/s).",
+            head,
             f"Weights:     {self.weights}",
             f"TensorBoard: tensorboard --logdir {self.logdir}",
         ]
+        if self.checkpoint is not None:
+            lines.append(f"Checkpoint:  {self.checkpoint} (continue with --resume)")
         if self.rewards:
             lines.append(
                 f"Greedy evaluation over {len(self.rewards)} episodes: mean "
@@ -225,32 +217,92 @@ def prepare_weights_path(path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
+class Outcome(Callback):
+    """Remembers how ``fit`` ended: the signal that interrupted it, if one did."""
+
+    interrupted_by: str | None = None
+
+    def on_train_end(self, logs=None):
+        self.interrupted_by = (logs or {}).get("interrupted_by")
+
+
 def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
-    """Train on ``env_id`` with the config in ``args``, TensorBoard logs under --logdir; save
-    the weights to --weights, then play --episodes greedy episodes on a fresh environment."""
-    config = _config(args)
+    """Train on ``env_id`` with the config in ``args`` up to ``steps`` steps in all (with
+    --resume, continuing --checkpoint-dir's checkpoint), TensorBoard logs under --logdir; save
+    the weights to --weights, then play --episodes greedy episodes on a fresh environment.
+    Ctrl-C or SIGTERM stops at the next step: the weights and the checkpoint are still
+    written, the evaluation is skipped, and the result says so."""
+    config = config_from_flags(args)
     keras.utils.set_random_seed(config.seed)
     env = make_env(env_id, seed=config.seed)
     agent = checked_build_agent(env, config)
+    checkpoint = resume(agent, args)
     prepare_weights_path(args.weights)
-    tensorboard = TensorBoard(log_dir=args.logdir)
-    start = time.perf_counter()
+    planned = max(0, config.steps - agent.step)
+    tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
+    start_step, start = agent.step, time.perf_counter()
     agent.fit(
         env,
-        nb_steps=config.steps,
-        callbacks=[tensorboard],
+        nb_steps=planned,
+        callbacks=[tensorboard, outcome],
         verbose=args.verbose,
         log_interval=10_000,
+        **checkpoint_options(args),
     )
     seconds = time.perf_counter() - start
     tensorboard.close()
     env.close()
     agent.save_weights(args.weights, overwrite=True)
+    rewards = [] if outcome.interrupted_by else evaluate_on_new_env(agent, env_id, config, args)
+    return TrainingResult(
+        agent.step - start_step,
+        seconds,
+        args.weights,
+        args.logdir,
+        rewards,
+        planned_steps=planned,
+        interrupted_by=outcome.interrupted_by,
+        checkpoint=checkpoint,
+    )
 
+
+def evaluate_on_new_env(agent: DQNAgent, env_id: str, config: DQNConfig, args) -> list[float]:
+    """--episodes greedy episodes on a fresh ``env_id`` seeded apart from training's."""
     eval_env = make_env(env_id, seed=config.seed + 1_000)
-    rewards = evaluate(agent, eval_env, args.episodes)
-    eval_env.close()
-    return TrainingResult(config.steps, seconds, args.weights, args.logdir, rewards)
+    try:
+        return evaluate(agent, eval_env, args.episodes)
+    finally:
+        eval_env.close()
+
+
+def checkpoint_options(args: argparse.Namespace) -> dict:
+    """``fit``'s checkpoint arguments from --checkpoint-dir and --checkpoint-interval."""
+    options = {}
+    if getattr(args, "checkpoint_dir", None):
+        options["checkpoint_dir"] = args.checkpoint_dir
+        options["checkpoint_interval"] = args.checkpoint_interval
+    elif getattr(args, "checkpoint_interval", None) is not None:
+        raise UsageError("--checkpoint-interval: set --checkpoint-dir too")
+    return options
+
+
+def resume(agent: DQNAgent, args: argparse.Namespace) -> str | None:
+    """Load --checkpoint-dir's checkpoint with --resume; return where checkpoints go."""
+    directory = getattr(args, "checkpoint_dir", None)
+    if not getattr(args, "resume", False):
+        return None if directory is None else os.path.join(directory, "checkpoint.h5")
+    if directory is None:
+        raise UsageError("--resume: set --checkpoint-dir to the run's checkpoint directory")
+    path = os.path.join(directory, "checkpoint.h5")
+    if not os.path.isfile(path):
+        raise UsageError(f"--resume: no checkpoint at {path!r} to resume from")
+    try:
+        agent.load_checkpoint(path)
+    except ValueError as error:
+        raise UsageError(
+            f"--resume: {error}; resume with the settings the run was started with"
+        ) from None
+    return path
 
 
 def mean_reward(rewards: list[float]) -> str:
@@ -273,7 +325,7 @@ def play(env_id: str, args: argparse.Namespace, video_folder: str | None = None)
             "weights file)"
         )
     render_mode = _render_mode(args.render, video_folder)
-    config = _config(args)
+    config = config_from_flags(args)
     keras.utils.set_random_seed(config.seed)
     env = make_env(env_id, seed=config.seed, render_mode=render_mode)
     try:
@@ -300,13 +352,6 @@ def _render_mode(render: bool, video_folder: str | None) -> str | None:
     if render:
         logger.warning("--render: no display found (DISPLAY is not set); playing without a window.")
     return None
-
-
-def _config(args: argparse.Namespace) -> DQNConfig:
-    try:
-        return DQNConfig.from_args(args)
-    except (TypeError, ValueError) as error:
-        raise UsageError(str(error)) from None
 
 
 def checked_build_agent(env: gymnasium.Env, config: DQNConfig) -> DQNAgent:
