@@ -302,7 +302,7 @@ class DQNAgent(Agent):
         state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
         state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
         steps = 1 if batch.steps is None else batch.steps
-        weights = np.ones(len(batch.action)) if batch.weights is None else batch.weights
+        weights = self._unit_weights(len(batch.action)) if batch.weights is None else batch.weights
         arrays = [
             state0,
             batch.action.astype(np.int32),
@@ -313,6 +313,13 @@ class DQNAgent(Agent):
         ]
         shape = (self.gradient_steps, self.batch_size)
         return [array.reshape(shape + array.shape[1:]) for array in arrays]
+
+    def _unit_weights(self, size: int) -> np.ndarray:
+        """Importance weights of 1, for memories that sample uniformly (made once)."""
+        ones = getattr(self, "_ones", None)
+        if ones is None or len(ones) != size:
+            ones = self._ones = np.ones(size, dtype=np.float32)
+        return ones
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
         """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
