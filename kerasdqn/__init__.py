@@ -17,6 +17,7 @@ _HOMES = {
     "Callback": "kerasdqn.callbacks",
     "DQNAgent": "kerasdqn.agents.dqn",
     "EpsGreedyQPolicy": "kerasdqn.policy",
+    "EvalCallback": "kerasdqn.evaluation",
     "FileLogger": "kerasdqn.callbacks",
     "GreedyQPolicy": "kerasdqn.policy",
     "HardTargetUpdate": "kerasdqn.targets",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         TrainingCheckpoint,
     )
     from kerasdqn.core import Agent, Processor
+    from kerasdqn.evaluation import EvalCallback
     from kerasdqn.memory import SequentialMemory
     from kerasdqn.networks import build_mlp
     from kerasdqn.policy import (
