@@ -49,23 +49,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--tf-log", action="store_true", help="show TensorFlow's own start-up and log messages"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train_command(commands)
+    parser.train_parser = _add_train_command(commands)
     _add_test_command(commands)
     _add_plot_command(commands)
+    _add_export_command(commands)
     return parser
 
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
-def _add_train_command(commands) -> None:
+def _add_train_command(commands) -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train an agent and save its weights", formatter_class=FORMATTER
     )
     train.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
-    add_run_arguments(train, logdir=f"runs/{ENV_ID}", weights=f"weights/dqn_{ENV_ID}.h5")
+    run = add_run_arguments(train, logdir=f"runs/{ENV_ID}", weights=f"weights/dqn_{ENV_ID}.h5")
+    presets = run.add_mutually_exclusive_group()
+    presets.add_argument(
+        "--preset",
+        metavar="FILE",
+        help="hyperparameters from a preset file (default: the shipped preset for ENV_ID, "
+        "if there is one); flags given on the command line still win",
+    )
+    presets.add_argument(
+        "--no-preset", action="store_true", help="ignore the shipped preset: plain defaults"
+    )
     add_config_arguments(train.add_argument_group("experiment"))
-    train.set_defaults(run=run_train)
+    train.set_defaults(run=run_train, preset_used=None)
+    return train
+
+
+def with_preset(parser: argparse.ArgumentParser, argv, args: argparse.Namespace):
+    """``args`` parsed again with the preset's values as the defaults of their flags."""
+    from kerasdqn.presets import preset_path, read_preset
+
+    path = args.preset or (None if args.no_preset else preset_path(args.env_id))
+    if path is None:
+        return args
+    parser.train_parser.set_defaults(**read_preset(path), preset_used=str(path))
+    return parser.parse_args(argv)
 
 
 def _add_test_command(commands) -> None:
@@ -103,8 +126,25 @@ def _add_plot_command(commands) -> None:
     plot.set_defaults(run=run_plot)
 
 
+def _add_export_command(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write saved weights as a TensorFlow SavedModel serving greedy actions",
+        formatter_class=FORMATTER,
+    )
+    export.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
+    export.add_argument("--weights", default=f"weights/dqn_{ENV_ID}.h5", help="HDF5 weights file")
+    export.add_argument("--out", required=True, metavar="DIR", help="SavedModel directory")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    network = export.add_argument_group("network (as trained)")
+    add_config_arguments(network, only=NETWORK_FIELDS)
+    export.set_defaults(run=run_export, threads=1)
+
+
 def run_train(args: argparse.Namespace) -> int:
     config_from_flags(args)  # bad settings are reported before TensorFlow starts
+    if args.preset_used:
+        print(f"Using the preset for {args.env_id}: {args.preset_used}")
     start_tensorflow(args.tf_log)
     from kerasdqn import training
     from kerasdqn.envs import file_name
@@ -129,6 +169,27 @@ def run_test(args: argparse.Namespace) -> int:
     print(training.mean_reward(rewards))
     if args.record_video:
         print(f"Videos:      {args.record_video}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    start_tensorflow(args.tf_log)
+    from kerasdqn import training
+    from kerasdqn.envs import file_name, make_env
+    from kerasdqn.export import export_agent
+
+    args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
+    if not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights!r}: no such file")
+    env = make_env(args.env_id, seed=0)
+    agent = training.checked_build_agent(env, config_from_flags(args))
+    env.close()
+    try:
+        agent.load_weights(args.weights)
+        export_agent(agent, args.out, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as error:
+        raise UsageError(error) from None
+    print(f"Wrote {args.out}: a SavedModel with greedy_action (the default) and q_values")
     return 0
 
 
@@ -177,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "train":
+            args = with_preset(parser, argv, args)
         return args.run(args)
     except UsageError as error:
         parser.exit(2, f"kerasdqn {args.command}: error: {error}\n")

@@ -143,8 +143,8 @@ def exploration_policy(config: DQNConfig) -> Policy:
 
 def learning_rate_schedule(config: DQNConfig) -> float | keras.optimizers.schedules.Schedule:
     """Linear decay from ``lr`` to ``lr_end`` over the run's gradient steps (``lr`` throughout
-    if ``lr_end`` is None)."""
-    if config.lr_end is None:
+    if ``lr_end`` is None or equal to it)."""
+    if config.lr_end is None or config.lr_end == config.lr:
         return config.lr
     updates = (config.steps - config.warmup) // config.train_interval * config.gradient_steps
     return keras.optimizers.schedules.PolynomialDecay(config.lr, max(1, updates), config.lr_end)

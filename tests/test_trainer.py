@@ -155,3 +155,18 @@ def test_resume_without_a_checkpoint_says_what_is_missing(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "--resume: no checkpoint at" in stderr
+
+
+def test_export_writes_a_savedmodel_of_the_shipped_weights_and_refuses_to_overwrite(tmp_path):
+    from kerasdqn.cli import main
+
+    weights = ROOT / "weights" / "pretrained_cartpole.h5"
+    out = tmp_path / "exported"
+    argv = ["export", "CartPole-v1", "--weights", str(weights), "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / "saved_model.pb").is_file()
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasdqn.cli", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "already exists; pass overwrite=True" in done.stderr

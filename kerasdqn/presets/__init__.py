@@ -1,0 +1,63 @@
+"""Tuned hyperparameters per environment, shipped with the package (like rl-zoo's ``dqn.yml``).
+
+Each preset is a TOML file here named after its environment id: a ``[dqn]`` table of
+``DQNConfig`` fields (the rest keep their defaults) and a ``[claim]`` table saying what it was
+measured to reach, with the figures and the command that measured them. ``kerasdqn train ENV_ID``
+uses the preset when there is one; ``--preset FILE`` reads any such file (``kerasdqn tune``
+writes them). Files are checked when read: unknown tables or fields, and values of the wrong
+type or range, are refused with the file and the field named.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from kerasdqn.config import DQNConfig
+from kerasdqn.errors import UsageError
+
+PRESET_DIRECTORY = Path(__file__).resolve().parent
+_TABLES = {"dqn", "claim", "measured"}
+
+
+def preset_path(env_id: str) -> Path | None:
+    """The shipped preset for ``env_id``, if there is one."""
+    path = PRESET_DIRECTORY / f"{env_id.replace('/', '_')}.toml"
+    return path if path.is_file() else None
+
+
+def available_presets() -> list[str]:
+    """The environment ids that have a shipped preset."""
+    return sorted(path.stem for path in PRESET_DIRECTORY.glob("*.toml"))
+
+
+def read_preset(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``DQNConfig`` fields a preset file sets, checked: a ``UsageError`` names the file
+    and the problem (not TOML, an unknown table or field, a bad value)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"--preset {path!r}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"preset {path!r} is not a readable TOML file ({error})") from None
+    unknown = sorted(set(document) - _TABLES)
+    if unknown or not isinstance(document.get("dqn"), dict):
+        raise UsageError(f"preset {path!r}: expected a [dqn] table (and [claim]), got {unknown}")
+    return _checked_fields(document["dqn"], path)
+
+
+def _checked_fields(values: dict[str, Any], path: str) -> dict[str, Any]:
+    fields = set(DQNConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise UsageError(f"preset {path!r}: unknown fields {unknown} in [dqn]")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        DQNConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"preset {path!r}: {error}") from None
+    return values
