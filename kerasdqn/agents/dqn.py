@@ -30,6 +30,7 @@ from kerasdqn.inference import make_q_function
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine
 from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
+from kerasdqn.saving import greedy_action, load_agent, save_agent
 from kerasdqn.state import StateWindow
 from kerasdqn.targets import TargetUpdate, make_hard_update, target_update_for
 from kerasdqn.weights import load_model_weights, save_model_weights
@@ -418,6 +419,59 @@ class DQNAgent(Agent):
         """Restore a checkpoint written by ``save_checkpoint`` into this agent, which must be
         built and compiled the same way. ``fit`` then continues every counter and schedule."""
         load_checkpoint(self, checkpoint_path(filepath))
+
+    # ----------------------------------------------------------------- whole agent
+
+    def save(
+        self, filepath: str | os.PathLike, include_memory: bool = False, overwrite: bool = False
+    ) -> None:
+        """Write the whole agent to one HDF5 file, atomically: its configuration, policies,
+        network architecture (Keras JSON), weights, optimizer configuration and, with
+        ``include_memory=True``, the replay memory. ``DQNAgent.load`` rebuilds it.
+
+        Counters, random state, target weights and optimizer moments are not stored (use
+        ``save_checkpoint`` to continue training exactly); policies must be kerasdqn's own.
+        An existing file is replaced only with ``overwrite=True``; NaN weights are refused.
+        """
+        save_agent(self, filepath, include_memory=include_memory, overwrite=overwrite)
+
+    @classmethod
+    def load(
+        cls,
+        filepath: str | os.PathLike,
+        custom_objects: dict | None = None,
+        *,
+        compile: bool = True,
+        processor: Processor | None = None,
+        seed: int | None = None,
+    ) -> DQNAgent:
+        """An agent rebuilt from a file written by ``save``, with its weights (and memory).
+
+        The network is rebuilt by Keras in safe mode (Python lambdas are refused);
+        ``custom_objects`` names the custom layers, functions, optimizers and metrics it needs.
+        With ``compile`` (the default) an agent saved compiled comes back compiled, with a new
+        optimizer of the saved configuration (learning rate included, moments fresh); one
+        saved uncompiled, or loaded with ``compile=False``, must be compiled before ``fit``
+        (acting with ``predict`` needs no optimizer). ``processor`` is required when the agent
+        was saved with one. Its step and episode counters start at 0. Raises ``ValueError``
+        naming the file and the part on any problem.
+        """
+        return load_agent(
+            cls, filepath, custom_objects, compile=compile, processor=processor, seed=seed
+        )
+
+    def predict(self, observation) -> int:
+        """The greedy action (highest Q value) for one observation, without changing the
+        agent: its acting window, ``recent_observation``/``recent_action``, memory and random
+        generator stay as they are, so it may be called in the middle of an episode.
+
+        ``observation``: one observation as the environment gives it (passed through the
+        processor's ``process_observation``); with ``window_length > 1`` it is stacked after
+        zero frames, as at an episode start. An array of the network's state shape
+        ``(window_length,) + observation_shape`` is taken as a whole state of processed
+        observations instead.
+        """
+        return greedy_action(self, observation)
 
     # ----------------------------------------------------------------- checks
 
