@@ -32,6 +32,7 @@ EXAMPLES = """examples:
   kerasdqn test CartPole-v1 --episodes 10      # greedy episodes with those weights
   kerasdqn test CartPole-v1 --record-video videos/
   kerasdqn plot runs/CartPole-v1              # runs/CartPole-v1/curve.png
+  kerasdqn plot 'runs/CartPole-v1-seed*'      # seeds compared: runs/comparison.png
   kerasdqn train CartPole-v1 --checkpoint-dir checkpoints/   # Ctrl-C, then add --resume
 
 test must be given the --hidden and --dueling used for training."""
@@ -116,12 +117,33 @@ def _add_test_command(commands) -> None:
 
 def _add_plot_command(commands) -> None:
     plot = commands.add_parser(
-        "plot", help="draw training curves from TensorBoard logs", formatter_class=FORMATTER
+        "plot",
+        help="draw training curves from TensorBoard logs, of one run or several compared",
+        formatter_class=FORMATTER,
     )
-    plot.add_argument("logdir", metavar="LOGDIR", help="a run's TensorBoard log directory")
-    plot.add_argument("-o", "--output", help="image file to write (default: LOGDIR/curve.png)")
+    plot.add_argument(
+        "logdir",
+        metavar="LOGDIR",
+        nargs="+",
+        help="a run's TensorBoard log directory, or a quoted glob pattern such as "
+        "'runs/CartPole-v1-seed*'; several runs are drawn on one figure, each group of "
+        "seeds (names differing only in a -seedN suffix) as its mean and min-max band",
+    )
+    plot.add_argument(
+        "-o",
+        "--output",
+        help="image file to write (default: LOGDIR/curve.png for one run; for several, "
+        "comparison.png in the directory holding them all, else runs/comparison.png)",
+    )
     plot.add_argument(
         "--window", type=int, default=20, help="episodes in the reward's moving average"
+    )
+    plot.add_argument(
+        "--labels",
+        metavar="LABEL",
+        nargs="+",
+        help="one per LOGDIR: the group its runs are drawn as (default: the directory's "
+        "name without its -seedN suffix)",
     )
     plot.set_defaults(run=run_plot)
 
@@ -196,11 +218,14 @@ def run_export(args: argparse.Namespace) -> int:
 def run_plot(args: argparse.Namespace) -> int:
     from kerasdqn import plotting
 
-    output = args.output or os.path.join(args.logdir, "curve.png")
+    flags = {"logdirs": "LOGDIR", "labels": "--labels", "window": "--window", "output": "--output"}
     try:
-        output = plotting.plot_training(args.logdir, output, window=args.window)
+        output = plotting.plot_logdirs(
+            args.logdir, args.output, window=args.window, labels=args.labels
+        )
     except (OSError, ValueError) as error:
-        raise UsageError(error) from None
+        name, _, problem = str(error).partition(": ")
+        raise UsageError(f"{flags[name]}: {problem}" if name in flags else error) from None
     print(f"Wrote {output}")
     return 0
 
