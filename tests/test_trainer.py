@@ -91,7 +91,8 @@ def test_plot_writes_its_default_image_inside_the_log_directory(tmp_path):
 
 def interrupt_when_training(process: subprocess.Popen, signal_number: int) -> None:
     """Send the signal once the run reports it is training, then a little later."""
-    assert process.stdout.readline().startswith("Training for")
+    lines = iter(process.stdout.readline, "")
+    assert any(line.startswith("Training for") for line in lines)
     time.sleep(3.0)
     process.send_signal(signal_number)
 
