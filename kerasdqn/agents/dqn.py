@@ -131,7 +131,7 @@ class DQNAgent(Agent):
         self.target_update: TargetUpdate = target_update_for(self.target_model_update)
         self.policy = EpsGreedyQPolicy() if policy is None else policy
         self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
-        self._learn_function = None
+        self._learn_functions: dict[int, CompiledCall] = {}
         self.recent_observation = None
         self.recent_action = None
 
@@ -187,7 +187,7 @@ class DQNAgent(Agent):
         self._metric_functions = [_resolve_metric(metric) for metric in metrics or []]
         optimizer.build(self.model.trainable_variables)
         self.optimizer = optimizer
-        self._learn_function = None
+        self._learn_functions = {}
         self.compiled = True
         self._on_train_begin()
 
@@ -269,19 +269,48 @@ class DQNAgent(Agent):
         ``batch``: the transitions to learn from, ``batch_size * gradient_steps`` of them
         (default: sampled from the memory). Returns the mean loss, metrics and ``mean_q`` over
         the steps, followed by the policy's and processor's metrics.
+
+        A uniform memory gives all the steps' transitions in one draw and one compiled call
+        takes all the steps. A prioritized memory (``memory.prioritized``) is sampled again
+        before each gradient step, so every step draws on the priorities the previous one
+        handed back.
         """
         needed = self.batch_size * self.gradient_steps
-        if batch is None:
-            batch = self.memory.sample_batch(needed, n_step=self.n_step, gamma=self.gamma)
-        elif len(batch.action) != needed:
+        if batch is not None and len(batch.action) != needed:
             raise ValueError(
                 f"batch: expected batch_size * gradient_steps = {needed} transitions, "
                 f"got {len(batch.action)}"
             )
+        if batch is not None:
+            stats = self._train_on(batch)
+        elif getattr(self.memory, "prioritized", False):
+            stats = np.mean(
+                [self._train_on(self._sample(self.batch_size)) for _ in range(self.gradient_steps)],
+                axis=0,
+            )
+        else:
+            stats = self._train_on(self._sample(needed))
+        self._q_function.refresh(self._acting_weights)
+        extra = list(self.policy.metrics)
+        if self.processor is not None:
+            extra += list(self.processor.metrics)
+        return np.concatenate([stats, np.asarray(extra, dtype=stats.dtype)]) if extra else stats
+
+    def _sample(self, size: int) -> TransitionBatch:
+        """``size`` transitions from the memory; a prioritized one also gets the step count,
+        on which its importance-sampling exponent is annealed."""
+        options = {"step": self.step} if getattr(self.memory, "prioritized", False) else {}
+        return self.memory.sample_batch(size, n_step=self.n_step, gamma=self.gamma, **options)
+
+    def _train_on(self, batch: TransitionBatch) -> np.ndarray:
+        """Gradient steps on ``batch`` (``batch_size`` transitions per step) in one compiled
+        call; hands the TD errors back to the memory and returns the mean statistics."""
         inputs = self._training_inputs(batch)
-        if self._learn_function is None:
-            self._learn_function = self._build_learn_function(inputs)
-        stats, td_errors, *acting_weights = self._learn_function(*inputs)
+        steps = len(inputs[0])
+        function = self._learn_functions.get(steps)
+        if function is None:
+            function = self._learn_functions[steps] = self._build_learn_function(inputs)
+        stats, td_errors, *self._acting_weights = function(*inputs)
         stats = stats.numpy()
         if not np.isfinite(stats[0]):
             raise FloatingPointError(
@@ -290,16 +319,12 @@ class DQNAgent(Agent):
                 "last good weights file stays as it was"
             )
         if batch.indices is not None:
-            self.memory.update_priorities(batch.indices, td_errors)
-        self._q_function.refresh(acting_weights)
-        extra = list(self.policy.metrics)
-        if self.processor is not None:
-            extra += list(self.processor.metrics)
-        return np.concatenate([stats, np.asarray(extra, dtype=stats.dtype)]) if extra else stats
+            self.memory.update_priorities(batch.indices, td_errors.numpy().reshape(-1))
+        return stats
 
     def _training_inputs(self, batch: TransitionBatch) -> list[np.ndarray]:
         """Arrays ``[state0, action, reward, discount, state1, weights]``, each
-        ``(gradient_steps, batch_size, ...)``."""
+        ``(steps, batch_size, ...)`` for a batch of ``steps * batch_size`` transitions."""
         state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
         state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
         steps = 1 if batch.steps is None else batch.steps
@@ -312,7 +337,7 @@ class DQNAgent(Agent):
             state1,
             np.asarray(weights, dtype=np.float32),
         ]
-        shape = (self.gradient_steps, self.batch_size)
+        shape = (len(batch.action) // self.batch_size, self.batch_size)
         return [array.reshape(shape + array.shape[1:]) for array in arrays]
 
     def _unit_weights(self, size: int) -> np.ndarray:
@@ -324,10 +349,10 @@ class DQNAgent(Agent):
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
         """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
-        ``gradient_steps`` gradient steps and returns the mean statistics, the TD errors
-        ``(gradient_steps, batch_size)`` and the weights acting reads."""
+        one gradient step per leading row and returns the mean statistics, the TD errors
+        ``(steps, batch_size)`` and the weights acting reads."""
         nb_stats = len(self._metric_functions) + 2
-        gradient_steps = self.gradient_steps
+        gradient_steps = len(example_inputs[0])
         acting_variables = self._q_function.variables
 
         def learn(*inputs):
