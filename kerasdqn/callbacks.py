@@ -171,17 +171,30 @@ def _implementation(callback, hook: str):
 class History(Callback):
     """Records each episode's logs: ``history.history[key]`` is a list with one value per
     episode (``episode_reward``, ``nb_episode_steps``, ``nb_steps``, the mean loss and metrics
-    of the episode), and ``history.episode`` lists the episode numbers."""
+    of the episode), and ``history.episode`` lists the episode numbers.
+
+    Evaluations during training (``kerasdqn.evaluation.EvalCallback``) are recorded beside
+    them, one value per evaluation: ``history.history['eval/step']``,
+    ``['eval/mean_reward']`` and ``['eval/std_reward']`` (the TensorBoard tags), and the whole
+    records, episode rewards included, in ``history.evaluations``.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list] = {}
         self.episode: list[int] = []
+        self.evaluations: list[dict] = []
 
     def on_episode_end(self, episode, logs=None):
         self.episode.append(episode)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+    def record_evaluation(self, evaluation: dict) -> None:
+        """Add one evaluation: a dict of ``step``, ``mean_reward``, ``std_reward``, ``rewards``."""
+        self.evaluations.append(evaluation)
+        for key in ("step", "mean_reward", "std_reward"):
+            self.history.setdefault(f"eval/{key}", []).append(evaluation[key])
 
 
 class MetricMeans:

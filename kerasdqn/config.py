@@ -34,6 +34,14 @@ def whole_number(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class DQNConfig:
     """What a DQN training run is made of: its length and seed, the network, the agent's
@@ -145,9 +153,9 @@ def add_run_arguments(
     parser: argparse.ArgumentParser, logdir: str, weights: str
 ) -> argparse._ArgumentGroup:
     """Declare where a training run writes and how it reports (group ``run``): --logdir,
-    --weights, --episodes, --verbose, --threads, --checkpoint-dir, --checkpoint-interval,
-    --resume. ``logdir`` and ``weights`` are the default paths. Returns the group, for the
-    caller's own run options."""
+    --weights, --episodes, --eval-interval, --eval-episodes, --verbose, --threads,
+    --checkpoint-dir, --checkpoint-interval, --resume. ``logdir`` and ``weights`` are the
+    default paths. Returns the group, for the caller's own run options."""
     run = parser.add_argument_group("run")
     run.add_argument("--logdir", default=logdir, help="TensorBoard log directory")
     run.add_argument("--weights", default=weights, help="HDF5 weights file written after training")
@@ -156,6 +164,20 @@ def add_run_arguments(
         type=whole_number,
         default=100,
         help="greedy evaluation episodes after training",
+    )
+    run.add_argument(
+        "--eval-interval",
+        type=whole_number,
+        default=10_000,
+        help="steps between greedy evaluations on a separate environment during training, "
+        "logged as eval/mean_reward; the best weights go beside --weights as *_best.h5 "
+        "(0: no evaluation during training)",
+    )
+    run.add_argument(
+        "--eval-episodes",
+        type=positive_number,
+        default=10,
+        help="greedy episodes per evaluation during training",
     )
     run.add_argument(
         "--verbose",

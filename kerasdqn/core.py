@@ -134,6 +134,7 @@ class Agent:
         self.step = 0
         self.episode = 0
         self.compiled = False
+        self.history: History | None = None  # the History of the latest fit
 
     # --------------------------------------------------------------- to implement
 
@@ -239,7 +240,7 @@ class Agent:
         log_interval = check_int("log_interval", log_interval, minimum=1)
         verbose = check_int("verbose", verbose, minimum=0)
         loop.callbacks += _checkpoint_callbacks(checkpoint_dir, checkpoint_interval)
-        history = History()
+        history = self.history = History()  # as Keras's fit sets model.history
         loop.callbacks = self._callback_list(
             loop, _train_logger(verbose, log_interval), visualize, history, {"nb_steps": nb_steps}
         )

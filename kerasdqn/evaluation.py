@@ -58,6 +58,9 @@ class EvalCallback(Callback):
     (``process_observation``) and action (``process_action``). Rewards are the environment's
     own, as returned by ``eval_env.step``.
 
+    Each evaluation is also recorded in the History that ``fit`` returns (see
+    ``kerasdqn.callbacks.History``).
+
     Attributes:
         evaluations: one dict per evaluation: ``step`` (training steps done), ``mean_reward``,
             ``std_reward`` and ``rewards`` (one total per episode).
@@ -146,6 +149,9 @@ class EvalCallback(Callback):
             "rewards": rewards,
         }
         self.evaluations.append(result)
+        history = getattr(self.agent, "history", None)
+        if self.agent.training and history is not None:
+            history.record_evaluation(result)
         improved = result["mean_reward"] > self.best_mean_reward
         if improved:
             self.best_mean_reward = result["mean_reward"]

@@ -38,6 +38,7 @@ from kerasdqn.config import (
 )
 from kerasdqn.envs import display_available, file_name, make_env, record_video
 from kerasdqn.errors import UsageError
+from kerasdqn.evaluation import EvalCallback
 from kerasdqn.memory import SequentialMemory
 from kerasdqn.networks import build_model
 from kerasdqn.policy import EpsGreedyQPolicy, LinearAnnealedPolicy, Policy
@@ -164,8 +165,8 @@ def evaluate(
 @dataclass
 class TrainingResult:
     """What ``train`` did: the steps trained (in this run) out of those asked for, wall-clock
-    seconds, where it wrote, the greedy rewards after, and the signal that interrupted it
-    (None if it ran to the end)."""
+    seconds, where it wrote, the greedy rewards after, the signal that interrupted it (None if
+    it ran to the end) and the best evaluation during training (see ``best_evaluation``)."""
 
     steps: int
     seconds: float
@@ -175,6 +176,7 @@ class TrainingResult:
     planned_steps: int | None = None
     interrupted_by: str | None = None
     checkpoint: str | None = None
+    best: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -201,6 +203,11 @@ class TrainingResult:
         ]
         if self.checkpoint is not None:
             lines.append(f"Checkpoint:  {self.checkpoint} (continue with --resume)")
+        if self.best is not None:
+            lines.append(
+                f"Best evaluation during training: mean {self.best['mean_reward']:.1f} at step "
+                f"{self.best['step']} (weights: {self.best['weights']})"
+            )
         if self.rewards:
             lines.append(
                 f"Greedy evaluation over {len(self.rewards)} episodes: mean "
@@ -240,15 +247,19 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     prepare_weights_path(args.weights)
     planned = max(0, config.steps - agent.step)
     tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
+    evaluation = evaluation_during_training(env_id, config, args)
     start_step, start = agent.step, time.perf_counter()
-    agent.fit(
-        env,
-        nb_steps=planned,
-        callbacks=[tensorboard, outcome],
-        verbose=args.verbose,
-        log_interval=10_000,
-        **checkpoint_options(args),
-    )
+    try:
+        agent.fit(
+            env,
+            nb_steps=planned,
+            callbacks=[tensorboard, outcome] + ([evaluation] if evaluation else []),
+            verbose=args.verbose,
+            log_interval=10_000,
+            **checkpoint_options(args),
+        )
+    finally:
+        close_evaluation(evaluation)
     seconds = time.perf_counter() - start
     tensorboard.close()
     env.close()
@@ -263,7 +274,48 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
         planned_steps=planned,
         interrupted_by=outcome.interrupted_by,
         checkpoint=checkpoint,
+        best=best_evaluation(evaluation),
     )
+
+
+def best_weights_path(weights: str) -> str:
+    """Where evaluation during training keeps the best weights: beside ``weights``, with
+    ``_best`` before the extension (``weights/dqn_CartPole-v1_best.h5``)."""
+    stem, extension = os.path.splitext(weights)
+    return f"{stem}_best{extension or '.h5'}"
+
+
+def evaluation_during_training(env_id: str, config: DQNConfig, args) -> EvalCallback | None:
+    """The ``EvalCallback`` that --eval-interval and --eval-episodes ask for (None with
+    --eval-interval 0): greedy episodes on a fresh ``env_id`` seeded apart from training's,
+    scalars under --logdir, the best weights beside --weights."""
+    interval = getattr(args, "eval_interval", 0)
+    if not interval:
+        return None
+    return EvalCallback(
+        make_env(env_id, seed=config.seed + 2_000),
+        eval_interval=interval,
+        nb_episodes=getattr(args, "eval_episodes", 10),
+        best_weights_path=best_weights_path(args.weights),
+        verbose=1 if args.verbose else 0,
+        log_dir=args.logdir,
+    )
+
+
+def close_evaluation(evaluation: EvalCallback | None) -> None:
+    """Close the evaluation's environment and event file."""
+    if evaluation is not None:
+        evaluation.close()
+        evaluation.eval_env.close()
+
+
+def best_evaluation(evaluation: EvalCallback | None) -> dict | None:
+    """The evaluation with the highest mean reward, with the best-weights path (None if none
+    was made)."""
+    if evaluation is None or not evaluation.evaluations:
+        return None
+    best = max(evaluation.evaluations, key=lambda result: result["mean_reward"])
+    return dict(best, weights=evaluation.best_weights_path)
 
 
 def evaluate_on_new_env(agent: DQNAgent, env_id: str, config: DQNConfig, args) -> list[float]:

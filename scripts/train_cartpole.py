@@ -5,11 +5,12 @@
     python scripts/train_cartpole.py --test --weights weights/dqn_CartPole-v1.h5
     python scripts/train_cartpole.py --test --weights weights/pretrained_cartpole.h5
 
-Training shows its progress, writes TensorBoard logs under --logdir and the final weights to
---weights, then evaluates the greedy policy. The hyperparameters and their defaults are the
-fields of ``kerasdqn.config.DQNConfig`` (chosen by measurement, benchmarks/README.md: they solve
-CartPole-v1 within 50,000 steps); ``kerasdqn train CartPole-v1`` runs the same experiment and
-writes to the same places.
+Training shows its progress, evaluates the greedy policy on a separate environment every
+--eval-interval steps (keeping the best weights beside --weights as *_best.h5), writes TensorBoard
+logs under --logdir and the final weights to --weights, then evaluates the greedy policy. The
+hyperparameters and their defaults are the fields of ``kerasdqn.config.DQNConfig`` (chosen by
+measurement, benchmarks/README.md: they solve CartPole-v1 within 50,000 steps); ``kerasdqn train
+CartPole-v1`` runs the same experiment and writes to the same places.
 
 Other code can rebuild the exact network whose weights this script saves:
 
@@ -82,14 +83,18 @@ def train(args: argparse.Namespace) -> int:
     training.prepare_weights_path(args.weights)
 
     tensorboard, outcome = TensorBoard(log_dir=args.logdir), training.Outcome()
+    evaluation = training.evaluation_during_training(ENV_ID, config, args)  # every --eval-interval
     planned, first_step, start = max(0, config.steps - agent.step), agent.step, time.perf_counter()
-    agent.fit(
-        env,
-        nb_steps=planned,
-        callbacks=[tensorboard, outcome],
-        verbose=args.verbose,
-        **training.checkpoint_options(args),
-    )
+    try:
+        agent.fit(
+            env,
+            nb_steps=planned,
+            callbacks=[tensorboard, outcome] + ([evaluation] if evaluation else []),
+            verbose=args.verbose,
+            **training.checkpoint_options(args),
+        )
+    finally:
+        training.close_evaluation(evaluation)
     seconds = time.perf_counter() - start
     tensorboard.close()
     env.close()
@@ -106,6 +111,7 @@ def train(args: argparse.Namespace) -> int:
         planned_steps=planned,
         interrupted_by=outcome.interrupted_by,
         checkpoint=checkpoint,
+        best=training.best_evaluation(evaluation),
     )
     print(result.summary())
     return result.exit_code

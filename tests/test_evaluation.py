@@ -310,3 +310,24 @@ def test_best_weights_directory_must_exist(tmp_path):
     callback = EvalCallback(make_env(1), best_weights_path=tmp_path / "missing" / "best.h5")
     with pytest.raises(FileNotFoundError, match="^best_weights_path: the directory"):
         agent.fit(make_env(0), nb_steps=10, callbacks=[callback], verbose=0)
+
+
+def test_evaluations_are_recorded_in_the_history_fit_returns():
+    agent = make_agent()
+    callback = EvalCallback(make_env(1), eval_interval=100, nb_episodes=2, verbose=0)
+    history = agent.fit(make_env(0), nb_steps=300, callbacks=[callback], verbose=0)
+    assert agent.history is history
+    assert history.evaluations == callback.evaluations
+    assert history.history["eval/step"] == [100, 200, 300]
+    assert history.history["eval/mean_reward"] == [e["mean_reward"] for e in callback.evaluations]
+    assert history.history["eval/std_reward"] == [e["std_reward"] for e in callback.evaluations]
+    assert len(history.history["episode_reward"]) == len(history.episode)
+
+
+def test_each_fit_has_its_own_history_of_evaluations():
+    agent = make_agent()
+    callback = EvalCallback(make_env(1), eval_interval=100, nb_episodes=1, verbose=0)
+    first = agent.fit(make_env(0), nb_steps=200, callbacks=[callback], verbose=0)
+    second = agent.fit(make_env(2), nb_steps=100, callbacks=[callback], verbose=0)
+    assert first.history["eval/step"] == [100, 200]
+    assert second.history["eval/step"] == [300]

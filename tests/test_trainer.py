@@ -171,3 +171,68 @@ def test_export_writes_a_savedmodel_of_the_shipped_weights_and_refuses_to_overwr
     )
     assert done.returncode == 2
     assert "already exists; pass overwrite=True" in done.stderr
+
+
+def test_training_evaluates_on_the_way_keeps_the_best_weights_and_logs_them(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kerasdqn.training import best_weights_path
+
+    weights = tmp_path / "weights" / "dqn.h5"
+    process = kerasdqn(
+        "train",
+        "CartPole-v1",
+        "--steps",
+        "600",
+        "--warmup",
+        "100",
+        "--eval-interval",
+        "300",
+        "--eval-episodes",
+        "2",
+        "--episodes",
+        "1",
+        "--logdir",
+        tmp_path / "runs",
+        "--weights",
+        weights,
+        cwd=tmp_path,
+    )
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "Eval at step 300: mean reward" in stdout and "Eval at step 600" in stdout
+    assert "Best evaluation during training: mean" in stdout
+    best = Path(best_weights_path(str(weights)))
+    assert best == tmp_path / "weights" / "dqn_best.h5" and best.is_file()
+    with h5py.File(best) as handle:
+        assert len(handle.keys()) > 0
+    steps = []
+    for event_file in (tmp_path / "runs").iterdir():
+        events = EventAccumulator(str(event_file), size_guidance={"tensors": 0}).Reload()
+        if "eval/mean_reward" in events.Tags()["tensors"]:
+            steps += [event.step for event in events.Tensors("eval/mean_reward")]
+    assert steps == [300, 600]
+
+
+def test_eval_interval_zero_turns_evaluation_during_training_off(tmp_path):
+    process = kerasdqn(
+        "train",
+        "CartPole-v1",
+        "--steps",
+        "300",
+        "--warmup",
+        "100",
+        "--eval-interval",
+        "0",
+        "--episodes",
+        "1",
+        "--logdir",
+        tmp_path / "runs",
+        "--weights",
+        tmp_path / "dqn.h5",
+        cwd=tmp_path,
+    )
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "Eval at step" not in stdout and "Best evaluation" not in stdout
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dqn.h5", "runs"]
