@@ -25,6 +25,7 @@ _HOMES = {
     "LinearAnnealedPolicy": "kerasdqn.policy",
     "MaxBoltzmannQPolicy": "kerasdqn.policy",
     "ModelIntervalCheckpoint": "kerasdqn.callbacks",
+    "PrioritizedMemory": "kerasdqn.memory",
     "Processor": "kerasdqn.core",
     "SequentialMemory": "kerasdqn.memory",
     "SoftTargetUpdate": "kerasdqn.targets",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     )
     from kerasdqn.core import Agent, Processor
     from kerasdqn.evaluation import EvalCallback
-    from kerasdqn.memory import SequentialMemory
+    from kerasdqn.memory import PrioritizedMemory, SequentialMemory
     from kerasdqn.networks import build_mlp
     from kerasdqn.policy import (
         BoltzmannQPolicy,

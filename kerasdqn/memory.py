@@ -17,18 +17,25 @@ Episode ends, in one vocabulary across kerasdqn: an episode *terminated* when gy
 ``terminated`` was set (the next state has no future: the TD target does not bootstrap; keras-rl
 called it ``terminal``); it was *truncated* when it was cut off (a time limit, gymnasium's
 ``truncated``: the TD target bootstraps); it *ended* in either case.
+
+``PrioritizedMemory`` stores the same entries and samples them in proportion to their TD errors
+(prioritized experience replay, proportional variant), with a ``kerasdqn.sumtree.SumTree``
+beside the ring.
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from kerasdqn._checks import check_bool, check_int
+from kerasdqn._checks import check_bool, check_float, check_int
 from kerasdqn.state import StateWindow
+from kerasdqn.sumtree import SumTree
 
 Experience = collections.namedtuple("Experience", "state0, action, reward, state1, terminal1")
 Experience.__doc__ = """One transition as keras-rl returned it: in ``state0``, ``action`` gave
@@ -43,9 +50,11 @@ class TransitionBatch(NamedTuple):
     ``state0`` and ``state1`` have shape ``(batch, window_length) + observation_shape``;
     ``terminal1`` says the transition terminated (no bootstrapping from ``state1``);
     ``steps`` counts the environment steps each transition spans (None: one each);
-    ``indices`` are the buffer positions the transitions start at (None for hand-made
-    batches), which a prioritized memory takes back with new priorities; ``weights`` are
-    per-sample importance weights for the loss (None: all 1).
+    ``indices`` name the transitions for ``update_priorities`` (None for hand-made batches):
+    a ``SequentialMemory`` gives the buffer positions they start at, a ``PrioritizedMemory``
+    their serial numbers (position ``index % limit``), which tell a transition from the one
+    that later overwrote it; ``weights`` are per-sample importance weights for the loss
+    (None: all 1).
     """
 
     state0: np.ndarray
@@ -78,12 +87,16 @@ class SequentialMemory:
             as keras-rl's option of that name did. Off by default.
 
     Memory is allocated on the first write, once, from the observation's shape and dtype: it
-    depends on ``limit``, never on how many steps were taken.
+    depends on ``limit``, never on how many steps were taken. A ``limit`` whose observations
+    would need more than the machine's physical memory is refused there with ``MemoryError``,
+    before anything is allocated.
 
     Two ways to write: keras-rl's ``append(observation, action, reward, terminal)`` /
     ``append_final(observation)``, where the next observation is the next one appended, and
     ``append_transition`` with whole transitions, for any number of ``stream`` s.
     """
+
+    prioritized = False  # the agent samples a prioritized memory before each gradient step
 
     def __init__(
         self,
@@ -238,6 +251,7 @@ class SequentialMemory:
         """``observation`` as an array, if its shape is that of the earlier ones."""
         observation = np.asarray(observation)
         if self._observation_shape is None:
+            check_fits_in_memory(self.limit, observation.shape, observation.dtype)
             self._observation_shape = observation.shape
         elif observation.shape != self._observation_shape:
             raise ValueError(
@@ -347,11 +361,7 @@ class SequentialMemory:
         observation never starts one.
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
-        if self._nb_transitions == 0:
-            raise ValueError(
-                "the memory holds no complete transition yet; append at least two observations "
-                "of one episode before sampling"
-            )
+        self._check_sampleable()
         rng = self._rng()
         newest = (self._nb_written - 1) % self.limit
         indices = np.empty(batch_size, dtype=np.int64)
@@ -364,10 +374,21 @@ class SequentialMemory:
             missing = missing[~valid]
         return indices
 
-    def sample_batch(self, batch_size: int, n_step: int = 1, gamma: float = 1.0) -> TransitionBatch:
+    def _check_sampleable(self) -> None:
+        if self._nb_transitions == 0:
+            raise ValueError(
+                "the memory holds no complete transition yet; append at least two observations "
+                "of one episode before sampling"
+            )
+
+    def sample_batch(
+        self, batch_size: int, n_step: int = 1, gamma: float = 1.0, step: int | None = None
+    ) -> TransitionBatch:
         """A minibatch of ``batch_size`` transitions as arrays (the fast path).
 
         With ``n_step > 1`` each transition spans up to ``n_step`` steps (see ``batch_at``).
+        ``step`` (the agent's step count) is taken for the signature a prioritized memory
+        shares, and ignored: uniform replay anneals nothing.
         """
         return self.batch_at(self.sample_indices(batch_size), n_step, gamma)
 
@@ -500,6 +521,7 @@ class SequentialMemory:
         restored = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
         if filled:
             observations = np.asarray(state["observations"])
+            check_fits_in_memory(self.limit, observations.shape[1:], observations.dtype)
             restored._observations = np.zeros(
                 (self.limit,) + observations.shape[1:], observations.dtype
             )
@@ -530,6 +552,8 @@ class SequentialMemory:
         missing = [name for name in _REQUIRED_STATE if name not in state]
         if missing:
             raise ValueError(f"memory: the parts {', '.join(missing)} are missing")
+        if ("priorities" in state) != self.prioritized:
+            raise ValueError(_PRIORITIES_MISMATCH[self.prioritized])
         arrays = {name: _numbers(state[name], name) for name in _ENTRY_ARRAYS if name in state}
         filled = len(arrays["actions"])
         for name, array in arrays.items():
@@ -560,6 +584,218 @@ class SequentialMemory:
             "window_length": self.window_length,
             "ignore_episode_boundaries": self.ignore_episode_boundaries,
         }
+
+
+class PrioritizedMemory(SequentialMemory):
+    """A ``SequentialMemory`` that samples transitions in proportion to their TD errors.
+
+    Prioritized experience replay, proportional variant (Schaul et al., 2016, "Prioritized
+    Experience Replay", ICLR; section 3.3 and Algorithm 1): transition ``i`` has priority
+    ``p_i = |delta_i| + epsilon``, its last TD error's size, and is drawn with probability
+    ``P(i) = p_i^alpha / sum_k p_k^alpha``; its loss is scaled by the importance weight
+    ``w_i = (N * P(i))^-beta / max_j w_j``, ``N`` the number of transitions that can be sampled
+    and ``j`` running over the minibatch, so that weights only ever scale updates down. A
+    minibatch is drawn stratified: the total is split into ``batch_size`` equal segments and
+    one transition drawn uniformly within each. New transitions enter with the highest
+    priority handed out so far (1 at first), so that they are soon replayed, before their TD
+    error is known.
+
+    Args:
+        limit: how many entries (observations) the buffer holds; the oldest are overwritten.
+        window_length: how many consecutive observations make one state (frame stacking).
+        alpha: how strongly priorities shape sampling, ``>= 0``; 0 samples uniformly.
+            Default 0.6, the paper's value for the proportional variant.
+        beta: the importance-sampling exponent at step 0, in ``[0, 1]``; it rises linearly to
+            1 over ``beta_steps`` agent steps and stays there (1 corrects the bias of
+            prioritized sampling fully). Default 0.4, the paper's value.
+        beta_steps: agent steps over which ``beta`` anneals to 1; set it to the length of
+            training (``nb_steps``), as the paper anneals over the whole run. Default 100000.
+        epsilon: added to ``|delta|`` so that no transition's priority is 0, ``> 0``.
+            Default 1e-6.
+        ignore_episode_boundaries: as for ``SequentialMemory``.
+
+    The sum tree stores ``p_i^alpha``, and ``priorities`` and ``max_priority`` are in those
+    terms: ``alpha`` is applied once, when a TD error comes back, and sampling never computes a
+    power. Only positions from which a complete
+    transition starts have a positive priority; every other position (a stream's newest entry,
+    an episode's last observation) holds 0 and is never drawn, and a position's priority is
+    reset whenever the ring overwrites it. ``TransitionBatch.indices`` of this memory are the
+    transitions' serial numbers, so TD errors handed back after the ring overwrote a
+    transition are ignored rather than given to the transition now in its place.
+    """
+
+    prioritized = True
+
+    def __init__(
+        self,
+        limit: int,
+        window_length: int = 1,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        beta_steps: int = 100_000,
+        epsilon: float = 1e-6,
+        ignore_episode_boundaries: bool = False,
+    ) -> None:
+        self.alpha = check_float("alpha", alpha, 0.0)
+        self.beta = check_float("beta", beta, 0.0, 1.0)
+        self.beta_steps = check_int("beta_steps", beta_steps, minimum=1)
+        self.epsilon = check_float("epsilon", epsilon, 0.0, low_open=True)
+        super().__init__(limit, window_length, ignore_episode_boundaries)
+
+    def _allocate(self) -> None:
+        super()._allocate()
+        self._tree = SumTree(self.limit)
+        self._max_priority = 1.0
+        # No single priority may reach a size at which the tree's total overflows.
+        self._largest_priority = np.finfo(np.float64).max / (2 * self.limit)
+
+    @property
+    def max_priority(self) -> float:
+        """The highest priority handed out so far, ``alpha`` applied: new transitions get it."""
+        return self._max_priority
+
+    @property
+    def priorities(self) -> np.ndarray:
+        """A copy of every position's priority (``alpha`` applied), shape ``(limit,)``."""
+        return self._tree.priorities()
+
+    @property
+    def nbytes(self) -> int:
+        return super().nbytes + self._tree.nbytes
+
+    def beta_at(self, step: int | None) -> float:
+        """The importance-sampling exponent at agent step ``step``: ``beta`` rising linearly
+        to 1 over ``beta_steps`` steps, never past 1 (``None``: ``beta`` itself)."""
+        if step is None:
+            return self.beta
+        step = check_int("step", step, minimum=0)
+        return min(1.0, self.beta + (1.0 - self.beta) * step / self.beta_steps)
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, writer: _Stream, observation: np.ndarray, episode_ends: bool) -> int:
+        """Write as ``SequentialMemory`` does; the tree follows the two ``has_next`` flags a
+        write can change: the new entry's (no transition starts there yet: 0) and that of
+        the entry before it in its stream, which now starts a transition (the max)."""
+        # Only positions that start a transition hold a priority other than 0.
+        overwrites_transition = self._has_next[self._nb_written % self.limit]
+        before = writer.newest % self.limit if self._is_stored(writer.newest) else None
+        completes = before is not None and not self._has_next[before]
+        position = super()._write(writer, observation, episode_ends)
+        if overwrites_transition:
+            self._tree.set(position, 0.0)
+        if completes and self._has_next[before]:
+            self._tree.set(before, self._max_priority)
+        return position
+
+    def update_priorities(self, indices: np.ndarray, td_errors: Any) -> None:
+        """Set the priorities of the transitions ``indices`` names (a batch's ``indices``) to
+        ``(|td_error| + epsilon)^alpha``. Indices of transitions the ring has overwritten since
+        they were sampled are ignored; where an index repeats, its last TD error counts."""
+        serials = np.asarray(indices).reshape(-1)
+        if serials.size and serials.dtype.kind not in "iu":
+            raise TypeError(f"indices: expected whole numbers, got {serials.dtype} values")
+        errors = np.asarray(td_errors, dtype=np.float64).reshape(-1)
+        if serials.shape != errors.shape:
+            raise ValueError(
+                f"td_errors: expected one per index ({serials.size}), got {errors.size}"
+            )
+        if not np.isfinite(errors).all():
+            raise ValueError("td_errors: expected finite numbers, got NaN or infinite values")
+        serials = serials.astype(np.int64)
+        positions = serials % self.limit
+        current = (serials >= self._nb_written - self._nb_entries) & (serials < self._nb_written)
+        current &= self._has_next[positions]
+        priorities = np.clip(
+            (np.abs(errors[current]) + self.epsilon) ** self.alpha,
+            np.finfo(np.float64).tiny,
+            self._largest_priority,
+        )
+        self._tree.update(positions[current], priorities)
+        if priorities.size:
+            self._max_priority = max(self._max_priority, float(priorities.max()))
+
+    # ------------------------------------------------------------------ reading
+
+    def sample_indices(self, batch_size: int) -> np.ndarray:
+        """Buffer positions of ``batch_size`` transitions drawn in proportion to their
+        priorities, stratified: one draw in each of ``batch_size`` equal segments of the
+        total priority."""
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._check_sampleable()
+        segment = self._tree.total / batch_size
+        prefix_sums = (np.arange(batch_size) + self._rng().random(batch_size)) * segment
+        return self._tree.find(prefix_sums)
+
+    def sample_batch(
+        self, batch_size: int, n_step: int = 1, gamma: float = 1.0, step: int | None = None
+    ) -> TransitionBatch:
+        """A prioritized minibatch with its importance ``weights`` (float32), ``beta`` annealed
+        to agent step ``step`` (see ``beta_at``). Otherwise as ``SequentialMemory``'s."""
+        beta = self.beta_at(step)
+        positions = self.sample_indices(batch_size)
+        batch = self.batch_at(positions, n_step, gamma)
+        return batch._replace(weights=self._importance_weights(positions, beta))
+
+    def batch_at(self, indices: np.ndarray, n_step: int = 1, gamma: float = 1.0) -> TransitionBatch:
+        """As ``SequentialMemory.batch_at`` (``indices`` are buffer positions), but the
+        batch's ``indices`` are the transitions' serial numbers, for ``update_priorities``."""
+        positions = np.asarray(indices, dtype=np.int64)
+        batch = super().batch_at(positions, n_step, gamma)
+        return batch._replace(indices=self._serials(positions))
+
+    def _importance_weights(self, positions: np.ndarray, beta: float) -> np.ndarray:
+        """``w_i = (N * P(i))^-beta``, divided by the batch's largest weight."""
+        probabilities = self._tree[positions] / self._tree.total
+        weights = (self._nb_transitions * probabilities) ** -beta
+        return (weights / weights.max()).astype(np.float32)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def get_state(self) -> dict[str, Any]:
+        """``SequentialMemory``'s state plus every stored entry's priority and the highest
+        priority handed out, on which sampling depends."""
+        state = super().get_state()
+        state["priorities"] = self._tree.priorities()[: self._nb_entries]
+        state["max_priority"] = self._max_priority
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned, priorities included; everything is checked
+        first (``check_state``), and on any problem the memory is left as it was."""
+        super().set_state(state)
+        leaves = np.zeros(self.limit, dtype=np.float64)
+        leaves[: self._nb_entries] = state["priorities"]
+        self._tree.set_all(leaves)
+        self._max_priority = float(state["max_priority"])
+
+    def check_state(self, state: dict[str, Any], observation_shape: tuple | None = None) -> None:
+        """As ``SequentialMemory.check_state``; also the priorities: one per entry, finite,
+        positive exactly where a transition starts (0 elsewhere), and a ``max_priority`` at
+        least as high as each."""
+        super().check_state(state, observation_shape)
+        _check_priorities(state)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "beta_steps": self.beta_steps,
+            "epsilon": self.epsilon,
+        }
+
+
+_PRIORITIES_MISMATCH = {
+    False: (
+        "memory: the state holds priorities: it is a PrioritizedMemory's, and this "
+        "SequentialMemory samples uniformly; load it with a PrioritizedMemory"
+    ),
+    True: (
+        "memory: the state holds no priorities: it is a uniform SequentialMemory's, and this "
+        "PrioritizedMemory needs them; load it with a SequentialMemory"
+    ),
+}
 
 
 _ENTRY_ARRAYS = (
@@ -670,3 +906,50 @@ def upgrade_single_writer_state(state: dict[str, Any], limit: int) -> dict[str, 
         )
         upgraded["observations"] = state["observations"]
     return upgraded
+
+
+def _check_priorities(state: dict[str, Any]) -> None:
+    """``state``'s priorities fit its entries (see ``PrioritizedMemory.check_state``)."""
+    priorities = _numbers(state["priorities"], "priorities")
+    has_next = np.asarray(state["has_next"], dtype=np.bool_)
+    if priorities.shape != has_next.shape:
+        raise ValueError(
+            f"memory: priorities has shape {priorities.shape}, expected {has_next.shape} "
+            "like actions"
+        )
+    if (priorities < 0).any() or (priorities[~has_next] != 0).any():
+        raise ValueError("memory: priorities must be >= 0, and 0 where no transition starts")
+    if not (priorities[has_next] > 0).all():
+        raise ValueError("memory: priorities must be > 0 where a transition starts")
+    if "max_priority" not in state:
+        raise ValueError("memory: the part max_priority is missing")
+    highest = _numbers(state["max_priority"], "max_priority")
+    if highest.shape != () or not highest > 0 or (priorities > highest).any():
+        raise ValueError(
+            f"memory: max_priority = {highest} must be a number > 0 and at least every priority"
+        )
+
+
+def check_fits_in_memory(limit: int, shape: tuple, dtype: Any) -> None:
+    """Raise ``MemoryError`` before ``limit`` observations of ``shape`` and ``dtype`` are
+    allocated, if they would need more bytes than the machine's physical memory (where the
+    system says how much that is)."""
+    dtype = np.dtype(dtype)
+    needed = limit * math.prod(shape) * dtype.itemsize
+    physical = _physical_memory()
+    if physical is not None and needed > physical:
+        raise MemoryError(
+            f"limit: {limit} observations of shape {tuple(shape)} and dtype {dtype} need "
+            f"{needed / 1e9:.1f} GB, more than this machine's {physical / 1e9:.1f} GB of "
+            "memory; use a smaller limit, or store uint8 observations (a Processor whose "
+            "process_observation returns uint8 frames)"
+        )
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return physical if physical > 0 else None
