@@ -48,6 +48,19 @@ def run(env_id: str, seed: int, directory: str) -> tuple[float, float]:
     return float(found.group(2)), seconds
 
 
+def write_rows(path: str, rows: list[dict]) -> None:
+    """Write ``rows`` to the CSV, keeping the rows of presets this run did not measure."""
+    measured = {row["env_id"] for row in rows}
+    kept = []
+    if os.path.isfile(path):
+        with open(path, newline="") as handle:
+            kept = [row for row in csv.DictReader(handle) if row["env_id"] not in measured]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["env_id", "seed", "reward", "seconds"])
+        writer.writeheader()
+        writer.writerows(sorted(kept + rows, key=lambda row: (row["env_id"], int(row["seed"]))))
+
+
 def main() -> None:
     args = parse_args()
     rows = []
@@ -57,10 +70,7 @@ def main() -> None:
                 reward, seconds = run(env_id, seed, directory)
                 rows.append({"env_id": env_id, "seed": seed, "reward": reward, "seconds": seconds})
                 print(f"{env_id:16s} seed {seed}: greedy mean {reward:8.2f}  ({seconds:.0f} s)")
-    with open(args.csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["env_id", "seed", "reward", "seconds"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(args.csv, rows)
     print("\n| preset | seeds | greedy mean per seed | mean |\n|---|---|---|---|")
     for env_id in args.env_ids:
         rewards = [row["reward"] for row in rows if row["env_id"] == env_id]
