@@ -15,6 +15,7 @@ _HOMES = {
     "Agent": "kerasdqn.core",
     "BoltzmannQPolicy": "kerasdqn.policy",
     "Callback": "kerasdqn.callbacks",
+    "CategoricalDQNAgent": "kerasdqn.agents.categorical",
     "DQNAgent": "kerasdqn.agents.dqn",
     "EpsGreedyQPolicy": "kerasdqn.policy",
     "EvalCallback": "kerasdqn.evaluation",
@@ -27,6 +28,7 @@ _HOMES = {
     "ModelIntervalCheckpoint": "kerasdqn.callbacks",
     "PrioritizedMemory": "kerasdqn.memory",
     "Processor": "kerasdqn.core",
+    "QuantileDQNAgent": "kerasdqn.agents.quantile",
     "SequentialMemory": "kerasdqn.memory",
     "SoftTargetUpdate": "kerasdqn.targets",
     "StateWindow": "kerasdqn.state",
@@ -37,7 +39,9 @@ _HOMES = {
 __all__ = sorted(_HOMES) + ["__version__"]
 
 if TYPE_CHECKING:
+    from kerasdqn.agents.categorical import CategoricalDQNAgent
     from kerasdqn.agents.dqn import DQNAgent
+    from kerasdqn.agents.quantile import QuantileDQNAgent
     from kerasdqn.callbacks import (
         Callback,
         FileLogger,

@@ -36,7 +36,19 @@ from kerasdqn.weights import (
 CHECKPOINT_NAME = "checkpoint.h5"
 FORMAT = "kerasdqn-checkpoint"
 VERSION = 2  # 2: replay memories with several streams; format 1 files are upgraded on load
-_STRUCTURE_KEYS = ("nb_actions", "enable_dueling_network", "dueling_type", "memory")
+_STRUCTURE_KEYS = (
+    "nb_actions",
+    "enable_dueling_network",
+    "dueling_type",
+    "memory",
+    # Distributional agents: what their outputs mean (absent, so equal, for DQN).
+    "distribution_size",
+    "nb_atoms",
+    "v_min",
+    "v_max",
+    "nb_quantiles",
+    "kappa",
+)
 
 
 def checkpoint_path(path: str | os.PathLike) -> str:

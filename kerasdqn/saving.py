@@ -2,8 +2,13 @@
 
 ``DQNAgent.save`` writes, atomically:
 
+- ``agent_class``: the agent's class, one of ``AGENT_CLASSES`` (``DQNAgent``,
+  ``CategoricalDQNAgent``, ``QuantileDQNAgent``; for a class of one's own, the kerasdqn class
+  it derives from); files without it hold a ``DQNAgent``;
 - ``config``: the agent's ``get_config()`` (the replay memory's configuration included) plus
   ``jit_compile`` and ``fast_acting``, as JSON;
+- ``memory_class``: ``SequentialMemory`` or ``PrioritizedMemory`` (files without it: the
+  former);
 - ``policy`` and ``test_policy``: ``{"class_name", "config"}`` of kerasdqn's own policies (a
   ``LinearAnnealedPolicy`` nests its inner policy the same way), as JSON;
 - ``architecture``: the online network, dueling head included, as Keras JSON
@@ -14,11 +19,11 @@
 - ``processor``: the class name of the agent's ``Processor``, or an empty string;
 - ``memory`` (with ``include_memory=True``): the replay memory, as a checkpoint stores it.
 
-``DQNAgent.load`` rebuilds the network with Keras in safe mode, and refuses any Python lambda in
-the file before Keras sees it; policies are rebuilt only from kerasdqn's policy classes, looked
-up by name in a fixed table. Loading never runs code from the file: it holds numbers, arrays and
-JSON only. Every part is checked, and any problem raises one ``ValueError`` naming the file and
-the part.
+``DQNAgent.load`` rebuilds an agent of the saved class (``DQNAgent.load`` of a C51 file
+gives a ``CategoricalDQNAgent``), the network with Keras in safe mode, and refuses any Python
+lambda in the file before Keras sees it; agent and policy classes are looked up by name only in
+fixed tables. Loading never runs code from the file: it holds numbers, arrays and JSON only.
+Every part is checked, and any problem raises one ``ValueError`` naming the file and the part.
 
 What a file does not hold: the step and episode counters, the random generator's state, the
 target network (loading copies the online weights into it) and the optimizer's moments. A loaded
@@ -29,6 +34,7 @@ way to continue a training run exactly.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from typing import Any
@@ -43,7 +49,7 @@ from kerasdqn._version import __version__
 from kerasdqn.checkpoint import _write_memory, json_attribute
 from kerasdqn.inference import NumpyQFunction
 from kerasdqn.layers import DuelingCombine
-from kerasdqn.memory import SequentialMemory
+from kerasdqn.memory import PrioritizedMemory, SequentialMemory
 from kerasdqn.policy import (
     BoltzmannQPolicy,
     EpsGreedyQPolicy,
@@ -73,6 +79,19 @@ POLICY_CLASSES: dict[str, type[Policy]] = {
         MaxBoltzmannQPolicy,
         LinearAnnealedPolicy,
     )
+}
+
+#: The agent classes a file may name, by name, with the module of each; nothing else is ever
+#: imported.
+AGENT_CLASSES: dict[str, str] = {
+    "DQNAgent": "kerasdqn.agents.dqn",
+    "CategoricalDQNAgent": "kerasdqn.agents.categorical",
+    "QuantileDQNAgent": "kerasdqn.agents.quantile",
+}
+
+#: The replay memory classes a file may name.
+MEMORY_CLASSES: dict[str, type[SequentialMemory]] = {
+    cls.__name__: cls for cls in (SequentialMemory, PrioritizedMemory)
 }
 
 # Constructor arguments that are not in get_config() but shape the rebuilt agent.
@@ -117,6 +136,7 @@ def _saved_attributes(agent) -> dict[str, Any]:
         "version": VERSION,
         "kerasdqn_version": __version__,
         "keras_version": keras.__version__,
+        "agent_class": kerasdqn_class(type(agent)).__name__,
         "config": json.dumps(agent_config(agent)),
         "policy": json.dumps(policy_spec(agent.policy, "policy")),
         "test_policy": json.dumps(policy_spec(agent.test_policy, "test_policy")),
@@ -124,16 +144,40 @@ def _saved_attributes(agent) -> dict[str, Any]:
         "optimizer": json.dumps(_optimizer_spec(agent)),
         "metrics": json.dumps([name for name, _ in getattr(agent, "_metric_functions", [])]),
         "processor": processor,
+        "memory_class": _memory_class_name(agent.memory),
     }
+
+
+def _memory_class_name(memory) -> str:
+    """The name of the memory's class in ``MEMORY_CLASSES``: for a class of one's own, the one
+    it derives from; for any other memory, ``SequentialMemory`` (as before classes were
+    recorded)."""
+    for cls in type(memory).__mro__:
+        if MEMORY_CLASSES.get(cls.__name__) is cls:
+            return cls.__name__
+    return SequentialMemory.__name__
 
 
 def agent_config(agent) -> dict[str, Any]:
     """``agent.get_config()`` plus the constructor arguments it leaves out."""
+    # A distributional agent's acting evaluator wraps the one that runs the network.
+    evaluator = getattr(agent._q_function, "network_function", agent._q_function)
     return {
         **agent.get_config(),
         "jit_compile": agent.jit_compile,
-        "fast_acting": isinstance(agent._q_function, NumpyQFunction),
+        "fast_acting": isinstance(evaluator, NumpyQFunction),
     }
+
+
+def kerasdqn_class(cls: type) -> type:
+    """``cls`` itself if it is one of ``AGENT_CLASSES``, else the nearest of them it derives
+    from (a class of one's own is saved as the kerasdqn agent it extends)."""
+    for candidate in cls.__mro__:
+        if AGENT_CLASSES.get(candidate.__name__) == candidate.__module__:
+            return candidate
+    raise ValueError(
+        f"agent: a {cls.__name__} is not a kerasdqn agent ({', '.join(AGENT_CLASSES)})"
+    )
 
 
 def policy_spec(policy: Policy, name: str) -> dict[str, Any]:
@@ -173,7 +217,10 @@ def load_agent(
     """Rebuild an agent of class ``cls`` from a file written by ``save_agent``.
 
     Args:
-        cls: the agent class (``DQNAgent``).
+        cls: the class ``load`` was called on. The agent built is of the saved class, or of
+            ``cls`` where ``cls`` derives from the saved class (a class of one's own):
+            ``DQNAgent.load`` of a C51 file gives a ``CategoricalDQNAgent``, and
+            ``CategoricalDQNAgent.load`` of a DQN file is refused.
         filepath: the file.
         custom_objects: custom layers, functions and metrics the network or ``compile`` needs,
             by name; they also become the agent's ``custom_model_objects``.
@@ -186,9 +233,9 @@ def load_agent(
     filepath = check_path("filepath", filepath)
     custom_objects = _check_custom_objects(custom_objects)
     with open_for_reading(filepath, "saved agent") as handle:
-        parts = _read_parts(handle, filepath, custom_objects)
+        parts = _read_parts(handle, cls, filepath, custom_objects)
         _check_processor(parts["processor"], processor, filepath)
-        agent = _construct(cls, parts, custom_objects, processor, seed, filepath)
+        agent = _construct(parts, custom_objects, processor, seed, filepath)
         _load_weights(agent, handle, filepath)
         if "memory" in handle:
             _load_memory(agent, handle["memory"], filepath)
@@ -208,9 +255,11 @@ def _check_custom_objects(custom_objects) -> dict:
     return dict(custom_objects)
 
 
-def _read_parts(handle: h5py.File, source: str, custom_objects: dict) -> dict[str, Any]:
-    """Every JSON part of the file, read and checked, and the network rebuilt."""
+def _read_parts(handle: h5py.File, cls, source: str, custom_objects: dict) -> dict[str, Any]:
+    """Every JSON part of the file, read and checked, the agent class resolved (which imports
+    the custom layers its network may hold) and the network rebuilt."""
     _check_format(handle, source)
+    agent_class = _agent_class(handle, cls, source)
     config = json_attribute(handle, "config", source)
     if not isinstance(config, dict) or not isinstance(config.get("memory"), dict):
         raise ValueError(f"{source!r}: config: expected a JSON object with a 'memory' object")
@@ -221,6 +270,7 @@ def _read_parts(handle: h5py.File, source: str, custom_objects: dict) -> dict[st
         raise ValueError(f"{source!r}: metrics: expected a list of names, got {metrics!r}")
     processor = handle.attrs.get("processor", "")
     return {
+        "agent_class": agent_class,
         "config": config,
         "policy": build_policy(json_attribute(handle, "policy", source), f"{source!r}: policy"),
         "test_policy": build_policy(
@@ -230,7 +280,19 @@ def _read_parts(handle: h5py.File, source: str, custom_objects: dict) -> dict[st
         "optimizer": optimizer,
         "metrics": metrics,
         "processor": processor.decode() if isinstance(processor, bytes) else str(processor),
+        "memory_class": _memory_class(handle, source),
     }
+
+
+def _memory_class(handle: h5py.File, source: str) -> type[SequentialMemory]:
+    name = handle.attrs.get("memory_class", "SequentialMemory")
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    if name not in MEMORY_CLASSES:
+        raise ValueError(
+            f"{source!r}: memory_class: {name!r} is not one of kerasdqn's memories "
+            f"({', '.join(MEMORY_CLASSES)})"
+        )
+    return MEMORY_CLASSES[name]
 
 
 def _check_format(handle: h5py.File, source: str) -> None:
@@ -244,6 +306,28 @@ def _check_format(handle: h5py.File, source: str) -> None:
             f"{source!r} was written by a newer kerasdqn (format {int(version)}); upgrade "
             "kerasdqn to read it"
         )
+
+
+def _agent_class(handle: h5py.File, cls, source: str) -> type:
+    """The class to build: the one the file names (``DQNAgent`` if it names none), or ``cls``
+    where ``cls`` is the saved class or a class of one's own deriving from it."""
+    name = handle.attrs.get("agent_class", "DQNAgent")
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    home = AGENT_CLASSES.get(name)
+    if home is None:
+        raise ValueError(
+            f"{source!r}: agent_class: {name!r} is not one of kerasdqn's agents "
+            f"({', '.join(AGENT_CLASSES)}); other classes are never loaded from a file"
+        )
+    saved = getattr(importlib.import_module(home), name)
+    if kerasdqn_class(cls) is saved:
+        return cls
+    if issubclass(saved, cls):
+        return saved
+    raise ValueError(
+        f"{source!r} holds a {name}, which {cls.__name__}.load cannot build; load it with "
+        f"{name}.load or DQNAgent.load"
+    )
 
 
 def build_policy(spec: Any, where: str) -> Policy:
@@ -302,27 +386,29 @@ def _rebuild_model(handle: h5py.File, config: dict, custom_objects: dict, source
     if not isinstance(model, keras.Model):
         raise ValueError(f"{source!r}: architecture: expected a Keras model, got {model!r}")
     if config.get("enable_dueling_network") is True:
-        model = _without_dueling_head(model, config.get("nb_actions"), source)
+        model = _without_dueling_head(model, source)
     return model
 
 
-def _without_dueling_head(model: keras.Model, nb_actions: Any, source: str) -> keras.Model:
-    """The dueling network with its head (``Dense(nb_actions + 1)`` and ``DuelingCombine``)
-    replaced by a placeholder ``Dense(nb_actions)``, as the network was given to the agent
-    before the constructor put the head on it."""
+def _without_dueling_head(model: keras.Model, source: str) -> keras.Model:
+    """The dueling network with its head (a Dense layer and ``DuelingCombine``, or a
+    distributional agent's ``DistributionalDuelingCombine``) replaced by a placeholder Dense
+    layer of the head's output width, as the network was given to the agent before the
+    constructor put the head on it."""
+    # Imported here: the distributional agents build on DQNAgent, which imports this module.
+    from kerasdqn.agents.distributional import DistributionalDuelingCombine
+
     combine = model.layers[-1] if model.layers else None
     head = getattr(combine, "input", None)
     dense = getattr(getattr(head, "_keras_history", None), "operation", None)
-    if (
-        not isinstance(combine, DuelingCombine)
-        or not isinstance(dense, keras.layers.Dense)
-        or not isinstance(nb_actions, int)
-    ):
+    ends_with_head = isinstance(combine, DuelingCombine | DistributionalDuelingCombine)
+    if not ends_with_head or not isinstance(dense, keras.layers.Dense):
         raise ValueError(
             f"{source!r}: architecture: config says enable_dueling_network but the network "
             "does not end with a dueling head (Dense(nb_actions + 1), DuelingCombine)"
         )
-    placeholder = keras.layers.Dense(nb_actions, name="saved_dueling_placeholder")
+    units = int(combine.output.shape[-1])
+    placeholder = keras.layers.Dense(units, name="saved_dueling_placeholder")
     name = model.name.removesuffix("_dueling")
     return keras.Model(model.inputs[0], placeholder(dense.input), name=name)
 
@@ -335,12 +421,12 @@ def _check_processor(saved: str, processor, source: str) -> None:
         )
 
 
-def _construct(cls, parts: dict, custom_objects: dict, processor, seed, source: str):
-    """The agent, built by its constructor from the saved arguments."""
+def _construct(parts: dict, custom_objects: dict, processor, seed, source: str):
+    """The agent, built by its class's constructor from the saved arguments."""
     arguments = dict(parts["config"])
     try:
-        memory = SequentialMemory(**arguments.pop("memory"))
-        return cls(
+        memory = parts["memory_class"](**arguments.pop("memory"))
+        return parts["agent_class"](
             parts["model"],
             parts["policy"],
             parts["test_policy"],

@@ -126,7 +126,8 @@ class DQNAgent(Agent):
             memory.window_length, getattr(memory, "ignore_episode_boundaries", False)
         )
 
-        _check_model(model, self.nb_actions, self.memory.window_length)
+        _check_model(model, self.memory.window_length)
+        self._check_output(model)
         self._build_networks(model, check_bool("fast_acting", fast_acting))
         self.target_update: TargetUpdate = target_update_for(self.target_model_update)
         self.policy = EpsGreedyQPolicy() if policy is None else policy
@@ -139,14 +140,35 @@ class DQNAgent(Agent):
         """The online network (with the dueling head if asked), its target copy, and the
         evaluator acting uses."""
         if self.enable_dueling_network:
-            model = add_dueling_head(model, self.nb_actions, self.dueling_type)
+            model = self._with_dueling_head(model)
         self.model = model
         with keras.saving.custom_object_scope(self.custom_model_objects):
             self.target_model = keras.models.clone_model(model)
         self.target_model.set_weights(model.get_weights())
         self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
         self._input_dtype = np.dtype(model.inputs[0].dtype)
-        self._q_function = make_q_function(model, prefer_numpy=fast_acting)
+        self._q_function = self._make_q_function(model, fast_acting)
+
+    # Hooks a distributional agent (``kerasdqn.agents.distributional``) overrides: what the
+    # network outputs, its dueling head, how acting turns outputs into Q values, and the
+    # gradient step (``_gradient_step``, built from ``_apply_gradients`` and ``_statistics``).
+
+    def _check_output(self, model: keras.Model) -> None:
+        """Raise unless the network outputs one Q value per action."""
+        output_shape = tuple(model.outputs[0].shape)
+        if output_shape != (None, self.nb_actions):
+            raise ValueError(
+                f"model: its output shape is {output_shape}; DQN expects one Q value per "
+                f"action, (None, {self.nb_actions}) for nb_actions={self.nb_actions}"
+            )
+
+    def _with_dueling_head(self, model: keras.Model) -> keras.Model:
+        """``model`` with its last Dense layer replaced by the dueling head."""
+        return add_dueling_head(model, self.nb_actions, self.dueling_type)
+
+    def _make_q_function(self, model: keras.Model, fast_acting: bool):
+        """The evaluator acting calls: states in, Q values ``(batch, nb_actions)`` out."""
+        return make_q_function(model, prefer_numpy=fast_acting)
 
     # ----------------------------------------------------------------- policies
 
@@ -384,18 +406,26 @@ class DQNAgent(Agent):
         """One gradient step on a batch (traced into the training call); returns the
         statistics ``[loss, metrics..., mean_q]`` and the batch's TD errors."""
         targets = td.td_targets(reward, discount, self._next_state_values(state1))
-        trainable = self.model.trainable_variables
         with tf.GradientTape() as tape:
             q_values = self.model(state0, training=True)
             q_taken = td.q_of_actions(q_values, action)
             loss, errors = td.td_loss(targets, q_taken, self.delta_clip, weights)
+        self._apply_gradients(tape, loss)
+        return self._statistics(loss, targets, q_taken, q_values), errors
+
+    def _apply_gradients(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
+        """The optimizer's step on the online network, then the soft target update (if any)."""
+        trainable = self.model.trainable_variables
         gradients = tape.gradient(loss, trainable)
         self.optimizer.apply_gradients(zip(gradients, trainable))
         self.target_update.after_gradient_step(self.target_model.weights, self.model.weights)
+
+    def _statistics(self, loss, targets, q_taken, q_values) -> tf.Tensor:
+        """``[loss, metrics(targets, q_taken)..., mean_q]`` as one float32 vector."""
         stats = [loss]
         stats += [metric(targets, q_taken) for _, metric in self._metric_functions]
         stats.append(td.mean_max_q(q_values))
-        return tf.stack([tf.cast(value, tf.float32) for value in stats]), errors
+        return tf.stack([tf.cast(value, tf.float32) for value in stats])
 
     def _on_train_begin(self) -> None:
         # The metrics a step without learning reports; the policy may have changed since.
@@ -558,6 +588,18 @@ def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> 
     Trailing linear ``Activation`` layers are skipped, so the keras-rl tutorial's
     ``Dense(nb_actions), Activation('linear')`` ending works.
     """
+    features = features_before_last_dense(model, "nb_actions units")
+    head = keras.layers.Dense(
+        nb_actions + 1, kernel_initializer="glorot_normal", name="dueling_value_advantage"
+    )(features)
+    q_values = DuelingCombine(dueling_type, name="dueling_q_values")(head)
+    return keras.Model(model.inputs[0], q_values, name=f"{model.name}_dueling")
+
+
+def features_before_last_dense(model: keras.Model, units: str):
+    """The tensor that feeds the model's last Dense layer (the one a dueling head replaces),
+    trailing linear ``Activation`` layers skipped; ``units`` says in the error what that
+    layer should have."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     index = len(layers) - 1
     while (
@@ -568,18 +610,13 @@ def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> 
         index -= 1
     if index < 0 or not isinstance(layers[index], keras.layers.Dense):
         raise ValueError(
-            "enable_dueling_network: the model must end with a Dense layer of nb_actions units "
+            f"enable_dueling_network: the model must end with a Dense layer of {units} "
             "(optionally followed by a linear Activation), which the dueling head replaces"
         )
-    features = layers[index - 1].output if index > 0 else model.inputs[0]
-    head = keras.layers.Dense(
-        nb_actions + 1, kernel_initializer="glorot_normal", name="dueling_value_advantage"
-    )(features)
-    q_values = DuelingCombine(dueling_type, name="dueling_q_values")(head)
-    return keras.Model(model.inputs[0], q_values, name=f"{model.name}_dueling")
+    return layers[index - 1].output if index > 0 else model.inputs[0]
 
 
-def _check_model(model, nb_actions: int, window_length: int) -> None:
+def _check_model(model, window_length: int) -> None:
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a Keras model, got {model!r}")
     if not model.built or not model.inputs:
@@ -591,12 +628,6 @@ def _check_model(model, nb_actions: int, window_length: int) -> None:
         raise ValueError(
             f"model: DQN expects one input and one output; this model has "
             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs"
-        )
-    output_shape = tuple(model.outputs[0].shape)
-    if output_shape != (None, nb_actions):
-        raise ValueError(
-            f"model: its output shape is {output_shape}; DQN expects one Q value per action, "
-            f"(None, {nb_actions}) for nb_actions={nb_actions}"
         )
     input_shape = tuple(model.inputs[0].shape)
     if len(input_shape) < 2 or input_shape[1] != window_length:
