@@ -54,7 +54,8 @@ def test_train_takes_the_environments_preset_and_flags_still_win():
     args = parse("train", "MountainCar-v0", "--batch-size", "7")
     config = DQNConfig.from_args(args)
     assert args.preset_used == str(preset_path("MountainCar-v0"))
-    assert (config.lr, config.gamma, config.batch_size) == (4e-3, 0.98, 7)
+    assert (config.steps, config.n_step, config.eps_fraction) == (200_000, 10, 0.4)
+    assert config.batch_size == 7
 
 
 def test_no_preset_and_an_explicit_preset_file(tmp_path):
