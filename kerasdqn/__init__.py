@@ -26,6 +26,7 @@ _HOMES = {
     "LinearAnnealedPolicy": "kerasdqn.policy",
     "MaxBoltzmannQPolicy": "kerasdqn.policy",
     "ModelIntervalCheckpoint": "kerasdqn.callbacks",
+    "NoisyDense": "kerasdqn.layers",
     "PrioritizedMemory": "kerasdqn.memory",
     "Processor": "kerasdqn.core",
     "QuantileDQNAgent": "kerasdqn.agents.quantile",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     )
     from kerasdqn.core import Agent, Processor
     from kerasdqn.evaluation import EvalCallback
+    from kerasdqn.layers import NoisyDense
     from kerasdqn.memory import PrioritizedMemory, SequentialMemory
     from kerasdqn.networks import build_mlp
     from kerasdqn.policy import (

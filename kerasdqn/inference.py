@@ -7,6 +7,9 @@ a plain chain of layers that NumPy can evaluate exactly (``Dense``, ``Flatten``,
 ``Activation``, ``Dropout``, ``DuelingCombine``), acting runs on a NumPy copy of its weights,
 refreshed after each training call. Any other network is evaluated by a compiled TensorFlow
 function. The NumPy copy is checked against the Keras model when it is built.
+
+A network with a ``NoisyDense`` layer always takes the compiled function: the layer draws fresh
+noise from its seed generator at every call, which a copy of its weights would not.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdqn.layers import DuelingCombine, combine_dueling
+from kerasdqn.layers import DuelingCombine, NoisyDense, combine_dueling
 
 
 def _leaky_relu(x, negative_slope=0.2):
@@ -67,6 +70,8 @@ class NumpyQFunction:
         self.refresh()
 
     def _compile_layer(self, layer) -> Callable[[np.ndarray], np.ndarray]:
+        if isinstance(layer, NoisyDense):
+            raise _Unsupported("a NoisyDense layer, which draws fresh noise at every call")
         if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
             return lambda x: x
         if isinstance(layer, keras.layers.Flatten):
