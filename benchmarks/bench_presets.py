@@ -28,7 +28,9 @@ def parse_args() -> argparse.Namespace:
     from kerasdqn.presets import available_presets
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("env_ids", nargs="*", default=available_presets(), help="presets to run")
+    # Atari presets train for millions of steps: name them to run them.
+    small = [env_id for env_id in available_presets() if not env_id.startswith("ALE/")]
+    parser.add_argument("env_ids", nargs="*", default=small, help="presets to run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per preset")
     parser.add_argument("--csv", default=os.path.join(HERE, "presets.csv"), help="CSV to write")
     return parser.parse_args()

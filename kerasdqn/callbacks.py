@@ -34,6 +34,7 @@ __all__ = [
     "Callback",
     "CallbackList",
     "FileLogger",
+    "GameScoreLogger",
     "HardTargetUpdate",
     "History",
     "MetricMeans",
@@ -589,6 +590,57 @@ class TensorBoard(Callback):
 
     def close(self) -> None:
         """Flush and close the event file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class GameScoreLogger(Callback):
+    """Logs the real score of each whole game, for Atari agents trained on clipped rewards
+    and, often, one episode per life: the plain sum of the game's rewards, as gymnasium's
+    ``RecordEpisodeStatistics`` reports it in the ``info['episode']['r']`` of the step that
+    ends the game (``kerasdqn.envs.make_atari`` places it under the reward clipping and the
+    episodes per life; Stable-Baselines3's ``Monitor`` writes the same key).
+
+    The score is added as ``game_score`` to the logs of the episode that ends the game, so
+    ``History`` (which ``fit`` and ``test`` always call last) records it:
+    ``history.history['game_score']`` has one value per game, fewer than there are episodes
+    when each life is an episode. Put this callback before any ``FileLogger`` that should
+    record it too. With ``log_dir``, each training game's score is also written as the
+    TensorBoard scalar ``charts/game_score`` at the agent's step.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        self.log_dir = None if log_dir is None else check_path("log_dir", log_dir)
+        self._writer = None
+        self._score: float | None = None
+
+    def on_train_begin(self, logs=None):
+        self._score = None
+
+    def on_step_end(self, step, logs=None):
+        record = (logs.get("info") or {}).get("episode")
+        if isinstance(record, dict) and "r" in record:
+            self._score = float(np.asarray(record["r"]))
+
+    def on_episode_end(self, episode, logs=None):
+        if self._score is None:
+            return
+        logs["game_score"] = self._score
+        if self.log_dir is not None and self.model.training:
+            if self._writer is None:  # made at the first game, so other runs get no file
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default(step=self.model.step):
+                tf.summary.scalar("charts/game_score", self._score)
+        self._score = None
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file, if any."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -17,10 +17,12 @@ import sys
 from kerasdqn._version import __version__
 from kerasdqn.config import (
     NETWORK_FIELDS,
+    DQNConfig,
     add_config_arguments,
     add_run_arguments,
     add_threads_argument,
     config_from_flags,
+    positive_number,
     whole_number,
 )
 from kerasdqn.errors import UsageError
@@ -34,6 +36,7 @@ EXAMPLES = """examples:
   kerasdqn plot runs/CartPole-v1              # runs/CartPole-v1/curve.png
   kerasdqn plot 'runs/CartPole-v1-seed*'      # seeds compared: runs/comparison.png
   kerasdqn train CartPole-v1 --checkpoint-dir checkpoints/   # Ctrl-C, then add --resume
+  kerasdqn tune CartPole-v1 --trials 20 --steps 20000   # runs/tune/CartPole-v1/best.toml
 
 test must be given the --hidden and --dueling used for training."""
 
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_test_command(commands)
     _add_plot_command(commands)
     _add_export_command(commands)
+    _add_tune_command(commands)
     return parser
 
 
@@ -163,6 +167,100 @@ def _add_export_command(commands) -> None:
     export.set_defaults(run=run_export, threads=1)
 
 
+# The DQNConfig fields kerasdqn.tuning samples (its SAMPLED_FIELDS; the tests check that they
+# agree), named here so that ``tune --help`` needs neither TensorFlow nor optuna.
+TUNED_FIELDS = (
+    "lr",
+    "batch_size",
+    "gamma",
+    "train_interval",
+    "gradient_steps",
+    "target_update",
+    "eps_end",
+    "eps_fraction",
+    "hidden",
+    "n_step",
+    "double",
+)
+
+
+class _Sampled:
+    """The default of a flag that ``tune`` samples unless it is given; --help shows it as
+    ``(default: sampled)``."""
+
+    def __repr__(self) -> str:
+        return "sampled"
+
+
+SAMPLED = _Sampled()
+
+TUNE_DESCRIPTION = """Search hyperparameters with optuna and write the best as a preset.
+
+Each trial trains a fresh agent for --steps steps (trial i with seed --seed + i), evaluates it
+greedily on a separate environment every --eval-interval steps, reports each evaluation to a
+median pruner that stops the trials falling behind, and scores the mean reward of the evaluation
+at the last step. Experiment flags given on the command line are fixed for every trial; those
+shown as sampled are searched, the others keep their defaults. The study stays in --storage:
+the same command run again runs only the trials still missing to reach --trials."""
+
+TUNE_EXAMPLES = """examples:
+  kerasdqn tune CartPole-v1 --trials 20 --steps 20000   # runs/tune/CartPole-v1/best.toml
+  kerasdqn tune CartPole-v1 --trials 30 --steps 20000   # the same study, 10 trials more
+  kerasdqn tune CartPole-v1 --trials 20 --steps 20000 --double --hidden 64 64   # fixed
+  kerasdqn train CartPole-v1 --preset runs/tune/CartPole-v1/best.toml"""
+
+
+class _TuneFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, the description and examples kept as written."""
+
+
+def _add_tune_command(commands) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters with optuna and write the best as a preset",
+        description=TUNE_DESCRIPTION,
+        epilog=TUNE_EXAMPLES,
+        formatter_class=_TuneFormatter,
+    )
+    tune.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id")
+    study = tune.add_argument_group("study")
+    study.add_argument(
+        "--trials",
+        type=positive_number,
+        required=True,
+        default=argparse.SUPPRESS,
+        help="finished trials (complete or pruned) the study should have",
+    )
+    study.add_argument(
+        "--storage",
+        default=f"runs/tune/{ENV_ID}/study.log",
+        help="optuna journal file of the study; a path ending in .db, or sqlite:///PATH, is an "
+        "SQLite database instead",
+    )
+    study.add_argument("--study-name", default=ENV_ID, help="the study's name in --storage")
+    study.add_argument(
+        "--eval-interval",
+        type=positive_number,
+        default=argparse.SUPPRESS,
+        help="steps between the evaluations reported to the pruner (default: a fifth of --steps)",
+    )
+    study.add_argument(
+        "--eval-episodes", type=positive_number, default=5, help="greedy episodes per evaluation"
+    )
+    study.add_argument(
+        "--out", default=f"runs/tune/{ENV_ID}/best.toml", help="preset file of the best trial"
+    )
+    study.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="seconds after which no new trial starts (default: no limit)",
+    )
+    add_threads_argument(study)
+    add_config_arguments(tune.add_argument_group("experiment (given: fixed for every trial)"))
+    tune.set_defaults(run=run_tune, **dict.fromkeys(TUNED_FIELDS, SAMPLED))
+
+
 def run_train(args: argparse.Namespace) -> int:
     config_from_flags(args)  # bad settings are reported before TensorFlow starts
     if args.preset_used:
@@ -213,6 +311,49 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError(error) from None
     print(f"Wrote {args.out}: a SavedModel with greedy_action (the default) and q_values")
     return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    fixed = fixed_settings(args)
+    start_tensorflow(args.tf_log)
+    from kerasdqn import training, tuning  # tuning: a UsageError if optuna is missing
+    from kerasdqn.envs import file_name
+
+    training.configure_threads(args.threads)
+    tuner = tuning.Tuner(
+        args.env_id,
+        fixed,
+        trials=args.trials,
+        storage=args.storage.replace(ENV_ID, file_name(args.env_id)),
+        study_name=args.study_name.replace(ENV_ID, args.env_id),
+        out=args.out.replace(ENV_ID, file_name(args.env_id)),
+        eval_interval=getattr(args, "eval_interval", None),
+        eval_episodes=args.eval_episodes,
+        timeout=getattr(args, "timeout", None),
+    )
+    print(tuner.plan(), flush=True)
+    try:
+        tuner.run(on_trial=lambda trial: print(tuning.trial_line(trial), flush=True))
+    except KeyboardInterrupt as stop:
+        print(tuner.interrupted(stop))
+        return tuning.exit_code(stop)
+    print(tuner.summary())
+    preset = tuner.write_preset()
+    if preset is not None:
+        print(f"Wrote {preset}; train with: kerasdqn train {args.env_id} --preset {preset}")
+    return 0
+
+
+def fixed_settings(args: argparse.Namespace) -> dict:
+    """The config fields ``tune``'s ``args`` fix for every trial: all but the sampled ones
+    not given. Bad values are reported here, before TensorFlow starts."""
+    fixed = {
+        name: value
+        for name, value in vars(args).items()
+        if name in DQNConfig.__dataclass_fields__ and value is not SAMPLED
+    }
+    config_from_flags(argparse.Namespace(**fixed))
+    return fixed
 
 
 def run_plot(args: argparse.Namespace) -> int:

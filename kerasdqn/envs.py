@@ -1,4 +1,5 @@
-"""Environment helpers for experiments: making a seeded environment, rendering, videos.
+"""Environment helpers for experiments: making a seeded environment, Atari games, rendering,
+videos.
 
 Problems the user can fix (an unknown environment id, an action space DQN cannot use, a missing
 optional package) raise ``UsageError`` with a message saying what to do.
@@ -12,15 +13,26 @@ import sys
 import gymnasium
 import numpy as np
 
+from kerasdqn._checks import check_bool, check_float, check_int
 from kerasdqn.errors import UsageError
+
+ATARI_EXTRA = (
+    "pip install -e '.[atari]' (in a clone of kerasdqn) or pip install ale-py "
+    "opencv-python-headless"
+)
 
 
 def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gymnasium.Env:
     """The gymnasium environment ``env_id``, reset with ``seed``, its action space seeded too.
 
+    Atari games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``; see ``is_atari_id``) are made by
+    ``make_atari`` with its defaults: 84x84 grey frames, 4 frames per step, rewards clipped.
+
     Raises ``UsageError`` for an unknown id, an action space DQN cannot use, or a render mode
     the environment does not offer.
     """
+    if is_atari_id(env_id):
+        return make_atari(env_id, seed, render_mode=render_mode)
     try:
         env = gymnasium.make(env_id)
         if render_mode is not None:
@@ -46,6 +58,187 @@ def _check_render_mode(env: gymnasium.Env, env_id: str, render_mode: str) -> Non
         raise UsageError(
             f"{env_id} cannot render {render_mode!r} (it offers {list(modes) or 'no modes'})"
         )
+
+
+# --------------------------------------------------------------------------- Atari
+
+
+def is_atari_id(env_id: str) -> bool:
+    """Whether ``env_id`` names one of ale-py's Atari games: the ``ALE`` namespace
+    (``ALE/Pong-v5``) or the older ``...NoFrameskip-v4`` ids, with or without a module prefix
+    (``ale_py:ALE/Pong-v5``)."""
+    name = env_id.rpartition(":")[2]
+    return name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
+
+
+def register_atari_envs() -> None:
+    """Register ale-py's games with gymnasium (needed once, before ``gymnasium.make``);
+    ``UsageError`` if ale-py is not installed."""
+    try:
+        import ale_py
+    except ImportError:
+        raise UsageError(f"Atari games need ale-py: {ATARI_EXTRA}") from None
+    gymnasium.register_envs(ale_py)
+
+
+def make_atari(
+    env_id: str,
+    seed: int,
+    *,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+    terminal_on_life_loss: bool = False,
+    clip_rewards: bool = True,
+    fire_reset: bool = True,
+    repeat_action_probability: float | None = None,
+    render_mode: str | None = None,
+) -> gymnasium.Env:
+    """The Atari game ``env_id`` preprocessed as in DQN (Mnih et al., 2015), reset with
+    ``seed``, its action space seeded too.
+
+    Gymnasium's ``AtariPreprocessing`` does the frame work on an ALE environment made with
+    ``frameskip=1``: up to ``noop_max`` random no-op actions at each game's start, each step
+    repeating the action for ``frame_skip`` frames and max-pooling the last two (the Atari
+    flickers), and ``screen_size`` x ``screen_size`` grey ``uint8`` frames. Stacking frames is
+    the agent's job (``SequentialMemory(window_length=4)`` stores each frame once).
+
+    Args:
+        env_id: an ale-py game id, e.g. ``ALE/Pong-v5`` (sticky actions, as Machado et al.,
+            2018, recommend) or ``PongNoFrameskip-v4`` (none).
+        seed: seeds the game (its no-op starts and sticky actions) and the action space.
+        noop_max: most no-op actions at a game's start (0: none).
+        frame_skip: frames per step, the action repeated on each.
+        screen_size: side of the square frames, in pixels.
+        terminal_on_life_loss: end the episode (as terminated) when a life is lost, while the
+            game goes on: the next reset continues it (see ``LifeLossEpisodes``).
+        clip_rewards: give the agent the reward's sign (-1, 0 or 1), as DQN trains.
+        fire_reset: press FIRE after each reset in games that wait for it (see
+            ``FireOnReset``); ignored in games without FIRE.
+        repeat_action_probability: chance that the game repeats the previous action instead
+            of the new one (sticky actions); None keeps the id's default (0.25 for ``v5``, 0
+            for ``v4``).
+        render_mode: ``'rgb_array'`` or ``'human'``, passed to the ALE environment.
+
+    The real score of each whole game (unclipped, summed over all its lives) is in the
+    ``info`` of the step that ends the game, as ``info['episode']['r']`` (gymnasium's
+    ``RecordEpisodeStatistics``, placed under the reward clipping and the episodes per life);
+    ``kerasdqn.callbacks.GameScoreLogger`` logs it.
+
+    Raises ``UsageError`` if ale-py or OpenCV is missing or the id is not an Atari game.
+    """
+    options = _checked_atari_options(noop_max, frame_skip, screen_size, repeat_action_probability)
+    env = _make_ale(env_id, options.pop("repeat_action_probability"), render_mode)
+    try:
+        env = gymnasium.wrappers.AtariPreprocessing(env, **options)
+    except gymnasium.error.DependencyNotInstalled:
+        env.close()
+        raise UsageError(f"Atari preprocessing needs OpenCV: {ATARI_EXTRA}") from None
+    env = gymnasium.wrappers.RecordEpisodeStatistics(env)
+    if check_bool("terminal_on_life_loss", terminal_on_life_loss):
+        env = LifeLossEpisodes(env)
+    if check_bool("fire_reset", fire_reset) and FireOnReset.needed(env):
+        env = FireOnReset(env)
+    if check_bool("clip_rewards", clip_rewards):
+        env = gymnasium.wrappers.TransformReward(env, lambda reward: float(np.sign(reward)))
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def _checked_atari_options(noop_max, frame_skip, screen_size, repeat_action_probability) -> dict:
+    """``make_atari``'s numeric arguments, checked, as keyword arguments."""
+    if repeat_action_probability is not None:
+        repeat_action_probability = check_float(
+            "repeat_action_probability", repeat_action_probability, 0.0, 1.0
+        )
+    return {
+        "noop_max": check_int("noop_max", noop_max, minimum=0),
+        "frame_skip": check_int("frame_skip", frame_skip, minimum=1),
+        "screen_size": check_int("screen_size", screen_size, minimum=1),
+        "repeat_action_probability": repeat_action_probability,
+    }
+
+
+def _make_ale(env_id: str, repeat_action_probability, render_mode) -> gymnasium.Env:
+    """The ALE environment of ``env_id`` without frame skipping (the preprocessing skips)."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id: expected an environment id string, got {env_id!r}")
+    register_atari_envs()
+    kwargs = {"frameskip": 1, "render_mode": render_mode}
+    if repeat_action_probability is not None:
+        kwargs["repeat_action_probability"] = repeat_action_probability
+    try:
+        env = gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.Error as error:
+        raise UsageError(f"cannot make environment {env_id!r}: {error}") from None
+    except TypeError:  # the environment takes no frameskip
+        env = None
+    if env is None or not hasattr(env.unwrapped, "ale"):
+        if env is not None:
+            env.close()
+        raise UsageError(f"{env_id} is not an Atari game of ale-py; make it with make_env")
+    return env
+
+
+class LifeLossEpisodes(gymnasium.Wrapper):
+    """Ends the episode when a life is lost, while the game goes on (Mnih et al., 2015, and
+    Stable-Baselines3's ``EpisodicLifeEnv``): the step that loses a life returns
+    ``terminated=True`` (no value bootstraps across a lost life), and the reset after it takes
+    one no-op step in the same game instead of restarting it. Only a game over, a time limit
+    or a new seed restarts the game.
+
+    Gymnasium's ``AtariPreprocessing(terminal_on_life_loss=True)`` restarts the whole game at
+    every reset, so after the first lost life an agent would never see the later lives.
+    """
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        life_lost = 0 < lives < self.lives
+        self.lives = lives
+        return observation, reward, terminated or life_lost, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.game_over or seed is not None:
+            observation, info = self.env.reset(seed=seed, options=options)
+        else:
+            observation, _, terminated, truncated, info = self.env.step(0)  # NOOP
+            if terminated or truncated:
+                observation, info = self.env.reset(options=options)
+        self.game_over = False
+        self.lives = self.env.unwrapped.ale.lives()
+        return observation, info
+
+
+class FireOnReset(gymnasium.Wrapper):
+    """Presses FIRE once after every reset, for games that wait for it before they start
+    (Breakout launches its ball with it; with ``LifeLossEpisodes`` inside, the reset after a
+    lost life fires again). An agent that must discover FIRE first may sit still for a whole
+    game. The FIRE step's reward counts in the game's score, not in the episode's reward.
+    """
+
+    @staticmethod
+    def needed(env: gymnasium.Env) -> bool:
+        """Whether ``env``'s game has FIRE as its action 1, as ALE's games that need it do."""
+        meanings = env.unwrapped.get_action_meanings()
+        return len(meanings) > 1 and meanings[1] == "FIRE"
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.env.reset(seed=seed, options=options)
+        observation, _, terminated, truncated, info = self.env.step(1)  # FIRE
+        if terminated or truncated:
+            observation, info = self.env.reset(options=options)
+        return observation, info
+
+
+# --------------------------------------------------------------------------- display, video
 
 
 def display_available() -> bool:

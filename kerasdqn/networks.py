@@ -2,6 +2,10 @@
 
 Kernels start glorot-normal (Xavier normal: variance ``2 / (fan_in + fan_out)``) and biases at
 zero, the initialization the DQN literature uses for fully connected layers.
+
+``build_mlp`` maps vector observations to Q values; ``nature_cnn`` is the convolutional network
+of Mnih et al. (2015) for stacks of Atari frames; ``build_model`` picks the right one for an
+environment.
 """
 
 from __future__ import annotations
@@ -10,8 +14,14 @@ from collections.abc import Sequence
 
 import gymnasium
 import keras
+import numpy as np
 
-from kerasdqn._checks import check_int
+from kerasdqn._checks import check_bool, check_int
+from kerasdqn.layers import DuelingCombine
+
+#: Frames stacked into one state for image observations: Mnih et al. (2015)'s "agent history
+#: length", which lets the network see motion.
+FRAME_STACK = 4
 
 
 def glorot_dense(units: int, activation: str | None = None, name: str | None = None):
@@ -49,16 +59,132 @@ def build_mlp(
     return keras.Sequential(layers)
 
 
-def build_model(env: gymnasium.Env, hidden: Sequence[int] = (256, 256)) -> keras.Model:
-    """The Q network: a glorot-normal MLP from a window of one observation to one Q value per
-    action, ``hidden`` giving the widths of its ReLU layers.
+def glorot_conv(filters: int, kernel_size: int, strides: int, name: str):
+    """A ReLU ``Conv2D`` layer (valid padding) with glorot-normal kernel and zero bias."""
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        activation="relu",
+        kernel_initializer="glorot_normal",
+        bias_initializer="zeros",
+        name=name,
+    )
 
-    A Box observation enters as it is (flattened). A Discrete observation (a state index, as
-    in FrozenLake or Taxi) is one-hot encoded first by a ``CategoryEncoding`` layer, which has
-    no weights: the weights file holds the Dense layers only.
+
+def nature_cnn(
+    input_shape: Sequence[int] = (FRAME_STACK, 84, 84),
+    *,
+    nb_actions: int,
+    dueling: bool = False,
+) -> keras.Model:
+    """The Q network of Mnih et al. (2015), "Human-level control through deep reinforcement
+    learning": three ReLU convolutions (32 filters 8x8 stride 4, 64 4x4 stride 2, 64 3x3
+    stride 1), a ReLU Dense layer of 512 units and a linear output of one Q value per action.
+
+    It takes the frames as the replay memory stores them, ``uint8`` of shape ``(batch,
+    window_length, height, width)``, and scales them by 1/255 inside (so replay stays four
+    times smaller than float32 and no ``Processor`` is needed), then moves the window axis
+    last (``Permute``): the convolutions see the stacked frames as channels. Colour frames
+    ``(window_length, height, width, colours)`` work too: their window and colour axes become
+    the ``window_length * colours`` channels.
+
+    Args:
+        input_shape: one state without the batch axis: ``(window_length, height, width)``
+            (default 4 frames of 84x84, as ``make_atari`` gives them) or ``(window_length,
+            height, width, colours)``.
+        nb_actions: number of outputs, one per discrete action.
+        dueling: the dueling architecture of Wang et al. (2016) instead: after the
+            convolutions, a value stream and an advantage stream of 512 ReLU units each,
+            combined as ``Q = V + A - mean_a A``. That network has two branches, so it is a
+            functional ``keras.Model``; without ``dueling`` it is a ``keras.Sequential``, to
+            which ``DQNAgent(enable_dueling_network=True)`` can add keras-rl's dueling head
+            (both streams from the one 512-unit layer) instead.
+    """
+    input_shape = tuple(check_int("input_shape", dim, minimum=1) for dim in input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(
+            "input_shape: expected (window_length, height, width) or (window_length, height, "
+            f"width, colours), got {input_shape}"
+        )
+    nb_actions = check_int("nb_actions", nb_actions, minimum=1)
+    layers = [
+        keras.Input(shape=input_shape, dtype="uint8", name="frames"),
+        keras.layers.Rescaling(1.0 / 255.0, name="scale_to_unit"),
+    ] + _frames_as_channels(input_shape)
+    layers += [
+        glorot_conv(32, 8, 4, "conv_8x8"),
+        glorot_conv(64, 4, 2, "conv_4x4"),
+        glorot_conv(64, 3, 1, "conv_3x3"),
+        keras.layers.Flatten(name="features"),
+    ]
+    if check_bool("dueling", dueling):
+        return _dueling_streams(keras.Sequential(layers, name="nature_cnn_body"), nb_actions)
+    layers += [
+        glorot_dense(512, "relu", name="dense_512"),
+        glorot_dense(nb_actions, name="q_values"),
+    ]
+    return keras.Sequential(layers, name="nature_cnn")
+
+
+def _frames_as_channels(input_shape: tuple[int, ...]) -> list:
+    """Layers moving the window axis (and any colour axis) last, as the convolutions'
+    channels: ``(window, h, w)`` -> ``(h, w, window)``, ``(window, h, w, c)`` -> ``(h, w,
+    window * c)``."""
+    if len(input_shape) == 3:
+        return [keras.layers.Permute((2, 3, 1), name="frames_last")]
+    window, height, width, colours = input_shape
+    return [
+        keras.layers.Permute((2, 3, 1, 4), name="frames_last"),
+        keras.layers.Reshape((height, width, window * colours), name="frames_as_channels"),
+    ]
+
+
+def _dueling_streams(body: keras.Sequential, nb_actions: int) -> keras.Model:
+    """Wang et al. (2016)'s head on ``body``: ``V`` and ``A`` from 512 ReLU units each."""
+    features = body.outputs[0]
+    value = glorot_dense(512, "relu", name="value_512")(features)
+    value = glorot_dense(1, name="value")(value)
+    advantage = glorot_dense(512, "relu", name="advantage_512")(features)
+    advantage = glorot_dense(nb_actions, name="advantage")(advantage)
+    head = keras.layers.Concatenate(name="value_advantage")([value, advantage])
+    q_values = DuelingCombine("avg", name="q_values")(head)
+    return keras.Model(body.inputs[0], q_values, name="nature_cnn_dueling")
+
+
+def is_image_space(space: gymnasium.Space) -> bool:
+    """Whether observations are images: a ``uint8`` Box of rank 2 (grey frames, as
+    ``make_atari`` gives) or 3 (height, width, channels)."""
+    return (
+        isinstance(space, gymnasium.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) in (2, 3)
+    )
+
+
+def frame_stack(env: gymnasium.Env) -> int:
+    """The ``window_length`` the agent's states need on ``env``: ``FRAME_STACK`` frames for
+    image observations (see ``is_image_space``), one observation otherwise."""
+    return FRAME_STACK if is_image_space(env.observation_space) else 1
+
+
+def build_model(env: gymnasium.Env, hidden: Sequence[int] = (256, 256)) -> keras.Model:
+    """The Q network for ``env``: for image observations (see ``is_image_space``) the Nature
+    CNN on stacks of ``FRAME_STACK`` frames (``hidden`` is not used), otherwise a
+    glorot-normal MLP from a window of one observation to one Q value per action, ``hidden``
+    giving the widths of its ReLU layers.
+
+    A Box observation enters the MLP as it is (flattened). A Discrete observation (a state
+    index, as in FrozenLake or Taxi) is one-hot encoded first by a ``CategoryEncoding`` layer,
+    which has no weights: the weights file holds the Dense layers only. Colour images (rank
+    3, such as the raw 210x160x3 Atari screen) enter the CNN too, the window of frames and
+    their colours as its channels, but ``make_atari``'s 84x84 grey frames are what the
+    Nature network was made for, and 14 times smaller in replay.
     """
     nb_actions = int(env.action_space.n)
     space = env.observation_space
+    if is_image_space(space):
+        return nature_cnn((FRAME_STACK,) + tuple(space.shape), nb_actions=nb_actions)
     if isinstance(space, gymnasium.spaces.Box):
         return build_mlp((1,) + space.shape, nb_actions, hidden)
     if isinstance(space, gymnasium.spaces.Discrete) and int(space.start) == 0:

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdqn.agents.dqn import DQNAgent
-from kerasdqn.callbacks import Callback, TensorBoard
+from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard
 from kerasdqn.config import (
     DQNConfig,
     add_run_arguments,
@@ -40,7 +40,7 @@ from kerasdqn.envs import display_available, file_name, make_env, record_video
 from kerasdqn.errors import UsageError
 from kerasdqn.evaluation import EvalCallback
 from kerasdqn.memory import SequentialMemory
-from kerasdqn.networks import build_model
+from kerasdqn.networks import build_model, frame_stack
 from kerasdqn.policy import EpsGreedyQPolicy, LinearAnnealedPolicy, Policy
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,11 @@ def build_agent(
     """The compiled DQN agent ``config`` describes (default ``DQNConfig()``; parsed arguments
     work too), on ``model`` or else ``build_model(env, config.hidden)``.
 
+    Image observations (Atari frames: see ``kerasdqn.networks.is_image_space``) get the
+    Nature CNN and a memory whose states stack the last ``FRAME_STACK`` (4) frames, each
+    frame stored once as ``uint8``; other observations get the MLP and states of one
+    observation. A ``model`` given must take states of that window length.
+
     Epsilon anneals linearly from ``eps_start`` to ``eps_end`` over the first ``eps_fraction``
     of ``steps``, and Adam's learning rate follows ``learning_rate_schedule``.
     """
@@ -106,7 +111,7 @@ def build_agent(
         model=model,
         nb_actions=int(env.action_space.n),
         policy=exploration_policy(config),
-        memory=SequentialMemory(limit=config.memory, window_length=1),
+        memory=SequentialMemory(limit=config.memory, window_length=frame_stack(env)),
         gamma=config.gamma,
         batch_size=config.batch_size,
         nb_steps_warmup=config.warmup,
@@ -159,7 +164,7 @@ def evaluate(
 ) -> list[float]:
     """Greedy episode rewards."""
     history = agent.test(env, nb_episodes=episodes, visualize=visualize, verbose=verbose)
-    return history.history["episode_reward"]
+    return history.history.get("episode_reward", [])
 
 
 @dataclass
@@ -247,19 +252,21 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     prepare_weights_path(args.weights)
     planned = max(0, config.steps - agent.step)
     tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
+    game_scores = GameScoreLogger(log_dir=args.logdir)  # Atari's unclipped scores; else idle
     evaluation = evaluation_during_training(env_id, config, args)
     start_step, start = agent.step, time.perf_counter()
     try:
         agent.fit(
             env,
             nb_steps=planned,
-            callbacks=[tensorboard, outcome] + ([evaluation] if evaluation else []),
+            callbacks=[game_scores, tensorboard, outcome] + ([evaluation] if evaluation else []),
             verbose=args.verbose,
             log_interval=10_000,
             **checkpoint_options(args),
         )
     finally:
         close_evaluation(evaluation)
+        game_scores.close()
     seconds = time.perf_counter() - start
     tensorboard.close()
     env.close()

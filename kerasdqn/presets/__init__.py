@@ -1,6 +1,7 @@
 """Tuned hyperparameters per environment, shipped with the package (like rl-zoo's ``dqn.yml``).
 
-Each preset is a TOML file here named after its environment id: a ``[dqn]`` table of
+Each preset is a TOML file here named after its environment id (a namespaced id such as
+``ALE/Pong-v5`` with ``_`` for its ``/``: ``ALE_Pong-v5.toml``): a ``[dqn]`` table of
 ``DQNConfig`` fields (the rest keep their defaults) and a ``[claim]`` table saying what it was
 measured to reach, with the figures and the command that measured them. ``kerasdqn train ENV_ID``
 uses the preset when there is one; ``--preset FILE`` reads any such file (``kerasdqn tune``
@@ -29,8 +30,9 @@ def preset_path(env_id: str) -> Path | None:
 
 
 def available_presets() -> list[str]:
-    """The environment ids that have a shipped preset."""
-    return sorted(path.stem for path in PRESET_DIRECTORY.glob("*.toml"))
+    """The environment ids that have a shipped preset (``ALE/Pong-v5`` for
+    ``ALE_Pong-v5.toml``: gymnasium's own ids have no ``_``, so one marks the namespace)."""
+    return sorted(path.stem.replace("_", "/", 1) for path in PRESET_DIRECTORY.glob("*.toml"))
 
 
 def read_preset(path: str | os.PathLike) -> dict[str, Any]:
