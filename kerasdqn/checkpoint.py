@@ -9,6 +9,11 @@ pickle), so a checkpoint from someone else is safe to open.
 An episode in progress when a checkpoint is written cannot be continued (the environment's state
 is not the agent's); its last observation is stored, and loading ends the episode there as a
 truncation, so the replay memory never joins it to the next episode.
+
+The replay memory's arrays are stored as chunked HDF5 datasets (chunks of a few megabytes along
+the entry axis, optionally compressed) and move between file and memory one chunk-sized block
+at a time: writing never copies the observations, and loading reads them straight into the
+memory's one preallocated array, so a million Atari frames (7 GB) never need twice that.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from kerasdqn._blocks import row_blocks, rows_per_block
 from kerasdqn._files import atomic_path, check_path, check_room_for
 from kerasdqn._version import __version__
 from kerasdqn.memory import upgrade_single_writer_state
@@ -34,6 +40,8 @@ from kerasdqn.weights import (
 )
 
 CHECKPOINT_NAME = "checkpoint.h5"
+#: The HDF5 compression filters ``save_checkpoint`` accepts (None: no compression).
+COMPRESSIONS = (None, "lzf", "gzip")
 FORMAT = "kerasdqn-checkpoint"
 VERSION = 2  # 2: replay memories with several streams; format 1 files are upgraded on load
 _STRUCTURE_KEYS = (
@@ -57,8 +65,16 @@ def checkpoint_path(path: str | os.PathLike) -> str:
     return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
 
 
-def save_checkpoint(agent, filepath: str, pending_observation: Any = None) -> None:
-    """Write ``agent``'s training state to ``filepath`` atomically (see the module docstring)."""
+def save_checkpoint(
+    agent, filepath: str, pending_observation: Any = None, compression: str | None = None
+) -> None:
+    """Write ``agent``'s training state to ``filepath`` atomically (see the module docstring).
+
+    ``compression``: the HDF5 filter for the replay memory's arrays, one of ``COMPRESSIONS``:
+    None (the default: fastest), ``"lzf"`` (fast, modest) or ``"gzip"`` (slower, smaller).
+    Any kerasdqn reads all three; other HDF5 tools may lack ``lzf``.
+    """
+    compression = check_compression(compression)
     if not agent.compiled:
         raise RuntimeError("save_checkpoint: compile the agent first")
     check_finite_weights(agent.model, filepath)
@@ -77,9 +93,18 @@ def save_checkpoint(agent, filepath: str, pending_observation: Any = None) -> No
         write_weights_group(handle.create_group("online"), agent.model)
         write_weights_group(handle.create_group("target"), agent.target_model)
         _write_variables(handle.create_group("optimizer"), agent.optimizer.variables)
-        _write_memory(handle.create_group("memory"), memory)
+        _write_memory(handle.create_group("memory"), memory, compression)
         if pending_observation is not None:
             handle["pending_observation"] = np.asarray(pending_observation)
+
+
+def check_compression(compression: Any) -> str | None:
+    """``compression`` if it is one of ``COMPRESSIONS``, else a ``ValueError`` naming it."""
+    if compression is not None and not (
+        isinstance(compression, str) and compression in COMPRESSIONS
+    ):
+        raise ValueError(f"compression: expected None, 'lzf' or 'gzip', got {compression!r}")
+    return compression
 
 
 def _checkpoint_nbytes(agent, memory: dict[str, Any]) -> int:
@@ -98,6 +123,9 @@ def load_checkpoint(agent, filepath: str) -> None:
         )
     with open_for_reading(filepath, "checkpoint") as handle:
         state = _read_checkpoint(handle, agent, filepath)
+        # The memory goes first (it allocates) and streams its observations from the open
+        # file; it changes only once all are read, and nothing else has changed before.
+        agent.memory.set_state(state["memory"])
     _apply(agent, state)
 
 
@@ -189,9 +217,13 @@ def checked_rng_state(rng: np.random.Generator, state: Any, source: str) -> dict
 
 
 def _read_memory(group: h5py.Group, agent, version: int, source: str) -> dict[str, Any]:
+    """The memory's state, checked; its observations stay on disk (an open dataset, checked
+    block by block), for ``set_state`` to read straight into the memory."""
     state: dict[str, Any] = {}
     for name, dataset in group.items():
-        state[name] = np.asarray(dataset[()])
+        if not isinstance(dataset, h5py.Dataset):
+            raise ValueError(f"{source!r}: memory: {name} is not a dataset")
+        state[name] = dataset if name == "observations" else np.asarray(dataset[()])
     state.update(group.attrs.items())
     try:
         if version == 1:
@@ -228,8 +260,7 @@ def _observation_shape(agent) -> tuple | None:
 
 
 def _apply(agent, state: dict[str, Any]) -> None:
-    """Put a checked state in place; the memory (which allocates) goes first."""
-    agent.memory.set_state(state["memory"])
+    """Put the checked state in place, the memory's aside (already restored)."""
     for variable, value in state["online"] + state["target"] + state["optimizer"]:
         variable.assign(value)
     agent.step = state["step"]
@@ -335,9 +366,27 @@ def _read_variables(group: h5py.Group, variables: list, source: str) -> list:
     return pairs
 
 
-def _write_memory(group: h5py.Group, state: dict[str, Any]) -> None:
+def _write_memory(group: h5py.Group, state: dict[str, Any], compression: str | None = None) -> None:
+    """A memory's ``get_state``: arrays as chunked datasets, numbers as attributes."""
     for name, value in state.items():
         if isinstance(value, np.ndarray):
-            group.create_dataset(name, data=value)
+            write_chunked(group, name, value, compression)
         else:
             group.attrs[name] = value
+
+
+def write_chunked(
+    group: h5py.Group, name: str, array: np.ndarray, compression: str | None = None
+) -> h5py.Dataset:
+    """Store ``array`` as dataset ``name``, chunked along its first axis in chunks of a few
+    megabytes and written chunk by chunk (so never copied whole); an empty or 0-d array has
+    no chunks to make and is stored as it is."""
+    if array.ndim == 0 or array.size == 0:
+        return group.create_dataset(name, data=array)
+    chunks = (rows_per_block(array.shape, array.dtype),) + array.shape[1:]
+    dataset = group.create_dataset(
+        name, shape=array.shape, dtype=array.dtype, chunks=chunks, compression=compression
+    )
+    for block in row_blocks(array.shape, array.dtype):
+        dataset[block] = array[block]
+    return dataset

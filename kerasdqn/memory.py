@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kerasdqn._blocks import row_blocks
 from kerasdqn._checks import check_bool, check_float, check_int
 from kerasdqn.state import StateWindow
 from kerasdqn.sumtree import SumTree
@@ -493,7 +494,9 @@ class SequentialMemory:
     # ------------------------------------------------------------------ checkpoints
 
     def get_state(self) -> dict[str, Any]:
-        """Everything stored, as arrays and plain numbers (for checkpoints; no pickling)."""
+        """Everything stored, as arrays and plain numbers (for checkpoints; no pickling).
+        The arrays are views of the memory's own, not copies: copy them to keep them past the
+        next write."""
         filled = self._nb_entries
         state: dict[str, Any] = {
             name: getattr(self, f"_{name}")[:filled]
@@ -515,18 +518,18 @@ class SequentialMemory:
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what ``get_state`` returned. The whole state is checked first
         (``check_state``); on any problem this raises ``ValueError`` and the memory is left
-        as it was."""
+        as it was.
+
+        ``state["observations"]`` may be any array-like with ``shape``, ``dtype`` and
+        slicing, such as an open ``h5py.Dataset``: it is copied block by block straight into
+        the memory's one preallocated array, so a restore never holds the observations
+        twice. Should a read fail part-way, the memory is still left as it was."""
         self.check_state(state)
         filled = len(state["actions"])
         restored = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
         if filled:
-            observations = np.asarray(state["observations"])
-            check_fits_in_memory(self.limit, observations.shape[1:], observations.dtype)
-            restored._observations = np.zeros(
-                (self.limit,) + observations.shape[1:], observations.dtype
-            )
-            restored._observations[:filled] = observations
-            restored._observation_shape = observations.shape[1:]
+            restored._observations = _copy_into_new_ring(state["observations"], self.limit)
+            restored._observation_shape = restored._observations.shape[1:]
         if "previous" in state:
             restored._previous = np.full(self.limit, NONE, dtype=np.int64)
             restored._next = np.full(self.limit, NONE, dtype=np.int64)
@@ -715,6 +718,23 @@ class PrioritizedMemory(SequentialMemory):
         if priorities.size:
             self._max_priority = max(self._max_priority, float(priorities.max()))
 
+    def newest_transition(self, stream: int = 0) -> int:
+        """The serial number of the transition ``stream`` completed last (the one an
+        ``append_transition`` just stored), for ``update_priorities``: a writer that computed
+        the new transition's TD error itself (an Ape-X actor) sets its priority with it
+        instead of leaving it at the maximum. Raises ``ValueError`` if there is none."""
+        writer = self._streams.get(stream)
+        newest = NONE if writer is None else writer.newest
+        if self._previous is None:
+            start = newest - 1
+        else:
+            start = int(self._previous[newest % self.limit]) if newest != NONE else NONE
+        if newest == NONE or start == NONE or not self._is_stored(start):
+            raise ValueError(f"stream: stream {stream} holds no complete transition")
+        if not self._has_next[start % self.limit]:
+            raise ValueError(f"stream: stream {stream}'s newest entry starts no transition")
+        return start
+
     # ------------------------------------------------------------------ reading
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
@@ -867,16 +887,47 @@ def _check_streams(streams: np.ndarray, nb_written: int) -> None:
 
 
 def _check_observations(observations: Any, filled: int, shape: tuple | None) -> None:
+    """Numbers, one per entry, of ``shape`` if given, finite; checked block by block, so an
+    on-disk array (an ``h5py.Dataset``) is never read whole."""
     if observations is None:
         raise ValueError(f"memory: {filled} entries without observations")
-    observations = _numbers(observations, "observations")
-    if observations.shape[:1] != (filled,):
-        raise ValueError(f"memory: {len(observations)} observations for {filled} entries")
+    observations = _array_like(observations)
+    if observations.dtype.kind not in "biuf":
+        raise ValueError(
+            f"memory: observations holds {observations.dtype} values, expected numbers"
+        )
+    if tuple(observations.shape[:1]) != (filled,):
+        counted = observations.shape[0] if observations.shape else "no array of"
+        raise ValueError(f"memory: {counted} observations for {filled} entries")
     if shape is not None and tuple(observations.shape[1:]) != tuple(shape):
         raise ValueError(
             f"memory: observations have shape {tuple(observations.shape[1:])}, expected "
             f"{tuple(shape)} (the model's)"
         )
+    if observations.dtype.kind == "f":
+        for block in row_blocks(observations.shape, observations.dtype):
+            if not np.isfinite(observations[block]).all():
+                raise ValueError("memory: observations holds NaN or infinite values")
+
+
+def _array_like(value: Any) -> Any:
+    """``value`` itself if it has a ``shape``, a ``dtype`` and slicing (a NumPy array, an
+    ``h5py.Dataset``), else ``value`` as a NumPy array (a list)."""
+    if all(hasattr(value, name) for name in ("shape", "dtype", "__getitem__")):
+        return value
+    return np.asarray(value)
+
+
+def _copy_into_new_ring(observations: Any, limit: int) -> np.ndarray:
+    """A new ``(limit, ...)`` array (pages untouched beyond what is copied, so resident
+    memory follows the entries filled) holding ``observations`` in its first rows, copied
+    block by block from any array-like (see ``_array_like``)."""
+    observations = _array_like(observations)
+    check_fits_in_memory(limit, observations.shape[1:], observations.dtype)
+    ring = np.zeros((limit,) + tuple(observations.shape[1:]), observations.dtype)
+    for block in row_blocks(observations.shape, observations.dtype):
+        ring[block] = observations[block]
+    return ring
 
 
 def upgrade_single_writer_state(state: dict[str, Any], limit: int) -> dict[str, Any]:

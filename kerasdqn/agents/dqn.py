@@ -27,7 +27,7 @@ from kerasdqn.agents import td
 from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
 from kerasdqn.inference import make_q_function
-from kerasdqn.layers import DUELING_TYPES, DuelingCombine
+from kerasdqn.layers import DUELING_TYPES, DuelingCombine, NoisyDense, dense_like
 from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
 from kerasdqn.saving import greedy_action, load_agent, save_agent
@@ -253,6 +253,15 @@ class DQNAgent(Agent):
         self.recent_action = action
         return action
 
+    def forward_batch(self, states) -> np.ndarray:
+        """The actions for a batch of stacked states, one per environment of a vector
+        environment: one call of the acting network for the whole batch and one vectorized
+        policy draw (``Policy.select_actions``), each state with the exploration of the
+        current step. A noisy network draws one noise sample for the whole batch."""
+        q_values = self.compute_batch_q_values(states)
+        policy = self.policy if self.training else self.test_policy
+        return policy.select_actions(q_values)
+
     def reset_states(self) -> None:
         self.recent_observation = None
         self.recent_action = None
@@ -268,6 +277,27 @@ class DQNAgent(Agent):
         self.memory.append(
             self.recent_observation, self.recent_action, reward, terminal, truncated=truncated
         )
+        return self._learn_and_update_target()
+
+    def backward_transition(
+        self,
+        stream: int,
+        observation,
+        action: int,
+        reward: float,
+        next_observation,
+        terminated: bool,
+        truncated: bool,
+    ) -> np.ndarray:
+        """``backward`` for one whole transition of ``stream`` (a vector environment's
+        index): store it (a truncated one bootstraps), learn when due, copy the target
+        network when due; returns the step's metrics (NaN when nothing was learned)."""
+        self.memory.append_transition(
+            observation, action, reward, next_observation, terminated, truncated, stream=stream
+        )
+        return self._learn_and_update_target()
+
+    def _learn_and_update_target(self) -> np.ndarray:
         metrics = self.learn() if self._learning_due() else self._no_metrics
         if self.target_update.copy_due(self.step):
             self.update_target_model_hard()
@@ -460,15 +490,22 @@ class DQNAgent(Agent):
         """Make acting use the online network's current weights (after setting them by hand)."""
         self._q_function.refresh()
 
-    def save_checkpoint(self, filepath: str | os.PathLike, pending_observation=None) -> None:
+    def save_checkpoint(
+        self,
+        filepath: str | os.PathLike,
+        pending_observation=None,
+        compression: str | None = None,
+    ) -> None:
         """Write everything training depends on to one HDF5 file, atomically: weights of both
         networks, optimizer state, replay memory, counters, policy state and random state.
 
         ``filepath`` may be a directory (then ``<directory>/checkpoint.h5``).
         ``pending_observation``: the current observation of an unfinished episode, which
         loading turns into that episode's (truncated) end.
+        ``compression``: None (default), ``"lzf"`` or ``"gzip"``, the HDF5 filter for the
+        replay memory (whose arrays are stored in chunks and streamed, never copied whole).
         """
-        save_checkpoint(self, checkpoint_path(filepath), pending_observation)
+        save_checkpoint(self, checkpoint_path(filepath), pending_observation, compression)
 
     def load_checkpoint(self, filepath: str | os.PathLike) -> None:
         """Restore a checkpoint written by ``save_checkpoint`` into this agent, which must be
@@ -586,20 +623,20 @@ def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> 
     """The model with its last Dense layer replaced by ``V`` and ``A`` streams combined.
 
     Trailing linear ``Activation`` layers are skipped, so the keras-rl tutorial's
-    ``Dense(nb_actions), Activation('linear')`` ending works.
+    ``Dense(nb_actions), Activation('linear')`` ending works. A ``NoisyDense`` last layer is
+    replaced by a noisy head with its ``sigma0`` and ``seed``, so the value and advantage
+    streams are noisy too, as in Rainbow (Hessel et al., 2018).
     """
-    features = features_before_last_dense(model, "nb_actions units")
-    head = keras.layers.Dense(
-        nb_actions + 1, kernel_initializer="glorot_normal", name="dueling_value_advantage"
-    )(features)
+    features, last = features_before_last_dense(model, "nb_actions units")
+    head = dense_like(last, nb_actions + 1, name="dueling_value_advantage")(features)
     q_values = DuelingCombine(dueling_type, name="dueling_q_values")(head)
     return keras.Model(model.inputs[0], q_values, name=f"{model.name}_dueling")
 
 
-def features_before_last_dense(model: keras.Model, units: str):
-    """The tensor that feeds the model's last Dense layer (the one a dueling head replaces),
-    trailing linear ``Activation`` layers skipped; ``units`` says in the error what that
-    layer should have."""
+def features_before_last_dense(model: keras.Model, units: str) -> tuple[Any, keras.layers.Layer]:
+    """The tensor that feeds the model's last ``Dense`` or ``NoisyDense`` layer (the one a
+    dueling head replaces), trailing linear ``Activation`` layers skipped, and that layer;
+    ``units`` says in the error what that layer should have."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     index = len(layers) - 1
     while (
@@ -608,12 +645,14 @@ def features_before_last_dense(model: keras.Model, units: str):
         and getattr(layers[index].activation, "__name__", "") == "linear"
     ):
         index -= 1
-    if index < 0 or not isinstance(layers[index], keras.layers.Dense):
+    if index < 0 or not isinstance(layers[index], keras.layers.Dense | NoisyDense):
         raise ValueError(
-            f"enable_dueling_network: the model must end with a Dense layer of {units} "
-            "(optionally followed by a linear Activation), which the dueling head replaces"
+            f"enable_dueling_network: the model must end with a Dense or NoisyDense layer of "
+            f"{units} (optionally followed by a linear Activation), which the dueling head "
+            "replaces"
         )
-    return layers[index - 1].output if index > 0 else model.inputs[0]
+    features = layers[index - 1].output if index > 0 else model.inputs[0]
+    return features, layers[index]
 
 
 def _check_model(model, window_length: int) -> None:
