@@ -234,35 +234,38 @@ class TrainEpisodeLogger(Callback):
         self.train_start = timeit.default_timer()
         self.metrics_names = self.model.metrics_names
         self.step = 0
+        # Episodes in progress by index: several at once on a vector environment.
+        self.episodes: dict[int, dict] = {}
         print(f"Training for {self.params['nb_steps']} steps ...")
 
     def on_train_end(self, logs=None):
         print(f"done, took {timeit.default_timer() - self.train_start:.3f} seconds")
 
     def on_episode_begin(self, episode, logs=None):
-        self.episode_start = timeit.default_timer()
-        self.rewards: list[float] = []
-        self.actions: list[int] = []
+        self.episodes[episode] = {"start": timeit.default_timer(), "rewards": [], "actions": []}
 
     def on_step_end(self, step, logs=None):
-        self.rewards.append(logs["reward"])
-        self.actions.append(logs["action"])
+        record = self.episodes[logs["episode"]]
+        record["rewards"].append(logs["reward"])
+        record["actions"].append(logs["action"])
         self.step += 1
 
     def on_episode_end(self, episode, logs=None):
-        duration = timeit.default_timer() - self.episode_start
-        steps = len(self.rewards)
+        record = self.episodes.pop(episode)
+        duration = timeit.default_timer() - record["start"]
+        rewards, actions = record["rewards"], record["actions"]
+        steps = len(rewards)
         digits = len(str(self.params["nb_steps"])) + 1
         metrics = [logs.get(name, np.nan) for name in self.metrics_names]
         print(
             f"{self.step:{digits}d}/{self.params['nb_steps']}: episode: {episode + 1}, "
             f"duration: {duration:.3f}s, episode steps: {steps:3}, "
             f"steps per second: {steps / max(duration, 1e-9):3.0f}, "
-            f"episode reward: {np.sum(self.rewards):6.3f}, "
-            f"mean reward: {np.mean(self.rewards):6.3f} "
-            f"[{np.min(self.rewards):6.3f}, {np.max(self.rewards):6.3f}], "
-            f"mean action: {np.mean(self.actions):.3f} "
-            f"[{np.min(self.actions):.3f}, {np.max(self.actions):.3f}],  "
+            f"episode reward: {np.sum(rewards):6.3f}, "
+            f"mean reward: {np.mean(rewards):6.3f} "
+            f"[{np.min(rewards):6.3f}, {np.max(rewards):6.3f}], "
+            f"mean action: {np.mean(actions):.3f} "
+            f"[{np.min(actions):.3f}, {np.max(actions):.3f}],  "
             f"{_format_metrics(self.metrics_names, metrics)}"
         )
 
@@ -397,15 +400,16 @@ class FileLogger(Callback):
 
     def on_train_begin(self, logs=None):
         check_directory_exists("filepath", self.filepath)
+        self.episode_starts: dict[int, float] = {}  # several at once on a vector environment
 
     def on_episode_begin(self, episode, logs=None):
-        self.episode_start = timeit.default_timer()
+        self.episode_starts[episode] = timeit.default_timer()
 
     def on_episode_end(self, episode, logs=None):
         record = {
             **(logs or {}),
             "episode": episode,
-            "duration": timeit.default_timer() - self.episode_start,
+            "duration": timeit.default_timer() - self.episode_starts.pop(episode),
         }
         for key, value in record.items():
             self.data.setdefault(key, []).append(_json_number(value))
@@ -462,7 +466,9 @@ class TrainingCheckpoint(Callback):
 
     A checkpoint is written between two steps: the step that makes the count a multiple of
     ``interval`` first finishes, and its episode too if it ended there. An episode still going
-    on is stored with its current observation, which loading turns into the episode's end.
+    on is stored with its current observation, which loading turns into the episode's end. On
+    a vector environment every stored transition is whole; the episodes going on there end,
+    as truncations, when the resumed ``fit`` begins new ones.
     """
 
     def __init__(self, directory: str | os.PathLike, interval: int | None = None) -> None:
@@ -479,7 +485,9 @@ class TrainingCheckpoint(Callback):
         self._observation = None
 
     def on_step_end(self, step, logs=None):
-        self._observation = logs["observation"]
+        # A vector environment's transitions are stored whole (their logs name the
+        # "stream"): no observation is left pending.
+        self._observation = None if "stream" in logs else logs["observation"]
         self._due = self.interval is not None and (self.model.step + 1) % self.interval == 0
 
     def on_episode_end(self, episode, logs=None):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import gymnasium
 import numpy as np
 
 from kerasdqn._checks import check_int
@@ -87,8 +88,8 @@ class Processor:
         return []
 
 
-class _Episode:
-    """What the loop tracks about the episode in progress."""
+class Episode:
+    """What a training or test loop tracks about one episode in progress."""
 
     def __init__(self, index: int, observation, nb_metrics: int) -> None:
         self.index = index
@@ -226,7 +227,26 @@ class Agent:
         Ctrl-C or SIGTERM stops at the end of the current step, saves a checkpoint if
         ``checkpoint_dir`` is set, runs the callbacks' ``on_train_end`` and returns the History
         so far.
+
+        ``env`` may be a gymnasium ``VectorEnv`` (``SyncVectorEnv``, ``AsyncVectorEnv``,
+        ``gymnasium.make_vec``): one network call then acts for all its environments, each
+        environment's transitions are stored as their own stream, and ``nb_steps`` and every
+        schedule count environment steps summed over the environments, so gradient steps
+        per environment step stay ``gradient_steps / train_interval`` (see
+        ``kerasdqn.vector``). ``action_repetition``, ``visualize`` and the random start steps
+        are then not available.
         """
+        if isinstance(env, gymnasium.vector.VectorEnv):
+            return self._fit_vector(
+                env,
+                nb_steps,
+                callbacks,
+                verbose,
+                log_interval,
+                nb_max_episode_steps,
+                (checkpoint_dir, checkpoint_interval),
+                (action_repetition, visualize, nb_max_start_steps, start_step_policy),
+            )
         loop = self._loop(
             env,
             "fit",
@@ -255,6 +275,31 @@ class Agent:
         self._on_train_end()
         self.training = False
         return history
+
+    def _fit_vector(
+        self,
+        env,
+        nb_steps,
+        callbacks,
+        verbose,
+        log_interval,
+        nb_max_episode_steps,
+        checkpointing,
+        single_env_options,
+    ) -> History:
+        """``fit`` on a vector environment: check the arguments, then run
+        ``kerasdqn.vector``'s loop."""
+        from kerasdqn import vector  # it builds on this module, so it is imported on use
+
+        self._check_ready("fit", callbacks)
+        vector.check_vector_options(*single_env_options, nb_max_episode_steps, env)
+        vector.check_vector_env(self, env)
+        nb_steps = check_int("nb_steps", nb_steps, minimum=0)
+        log_interval = check_int("log_interval", log_interval, minimum=1)
+        verbose = check_int("verbose", verbose, minimum=0)
+        chosen = list(callbacks or []) + _checkpoint_callbacks(*checkpointing)
+        logger = _train_logger(verbose, log_interval)
+        return vector.fit_vector(self, env, nb_steps, chosen, logger, nb_max_episode_steps)
 
     def _train_until(self, loop: _Loop, end_step: int) -> str | None:
         """Take training steps until ``end_step``, a signal or a callback's
@@ -288,8 +333,13 @@ class Agent:
 
         Returns a History with ``episode_reward``, ``nb_episode_steps`` and ``nb_steps`` (the
         episode's steps, as in keras-rl's test) per episode. The replay memory and the step
-        counter are left untouched.
+        counter are left untouched. ``env`` is one environment, not a ``VectorEnv``.
         """
+        if isinstance(env, gymnasium.vector.VectorEnv):
+            raise TypeError(
+                "env: test plays one environment at a time; pass a single gymnasium "
+                f"environment (e.g. gymnasium.make(id)), not the VectorEnv {env!r}"
+            )
         loop = self._loop(
             env,
             "test",
@@ -329,12 +379,7 @@ class Agent:
         nb_max_episode_steps,
     ) -> _Loop:
         """Check the arguments ``fit`` and ``test`` share; gather them."""
-        if not self.compiled:
-            raise RuntimeError(
-                f"{method}: the agent is not compiled yet; call agent.compile(optimizer) first"
-            )
-        if callbacks is not None and not isinstance(callbacks, list | tuple):
-            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}")
+        self._check_ready(method, callbacks)
         check_int("action_repetition", action_repetition, minimum=1)
         check_int("nb_max_start_steps", nb_max_start_steps, minimum=0)
         if start_step_policy is not None and not callable(start_step_policy):
@@ -355,6 +400,15 @@ class Agent:
             nb_max_episode_steps,
         )
 
+    def _check_ready(self, method: str, callbacks) -> None:
+        """Raise unless the agent is compiled and ``callbacks`` is a list (or None)."""
+        if not self.compiled:
+            raise RuntimeError(
+                f"{method}: the agent is not compiled yet; call agent.compile(optimizer) first"
+            )
+        if callbacks is not None and not isinstance(callbacks, list | tuple):
+            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}")
+
     def _callback_list(self, loop, logger, visualize, history, params) -> CallbackList:
         chosen = list(loop.callbacks)
         chosen += [logger] if logger is not None else []
@@ -371,7 +425,7 @@ class Agent:
             self._end_episode(loop)
             loop.episode = None
 
-    def _begin_episode(self, loop: _Loop, index: int) -> _Episode:
+    def _begin_episode(self, loop: _Loop, index: int) -> Episode:
         loop.callbacks.on_episode_begin(index)
         self.reset_states()
         loop.contract.episode = index
@@ -392,7 +446,7 @@ class Agent:
                 _warn_start_steps(nb_random_steps)
                 observation = self._reset(loop)
                 break
-        return _Episode(index, observation, len(self.metrics_names))
+        return Episode(index, observation, len(self.metrics_names))
 
     def _reset(self, loop: _Loop):
         """One ``env.reset``: its observation, processed and held to the contract."""
@@ -452,6 +506,12 @@ class Agent:
     def _end_episode(self, loop: _Loop) -> None:
         episode = loop.episode
         self.finish_episode(episode.observation)
+        loop.callbacks.on_episode_end(episode.index, self.episode_logs(episode))
+
+    def episode_logs(self, episode: Episode) -> dict:
+        """The logs of an episode that just ended: ``episode_reward``, ``nb_episode_steps``,
+        ``nb_steps`` (the agent's step count when training, the episode's steps when testing)
+        and, when training, the episode's mean loss and metrics."""
         logs = {
             "episode_reward": episode.reward,
             "nb_episode_steps": episode.step,
@@ -460,7 +520,7 @@ class Agent:
         if self.training:
             means = episode.metric_means.means()
             logs.update((name, float(value)) for name, value in zip(self.metrics_names, means))
-        loop.callbacks.on_episode_end(episode.index, logs)
+        return logs
 
 
 class _Loop:
@@ -484,7 +544,7 @@ class _Loop:
         self.nb_max_start_steps = nb_max_start_steps
         self.start_step_policy = start_step_policy
         self.nb_max_episode_steps = nb_max_episode_steps
-        self.episode: _Episode | None = None
+        self.episode: Episode | None = None
 
 
 def _train_logger(verbose: int, log_interval: int):

@@ -1,5 +1,10 @@
 """Action-selection policies: given the Q values of one state, pick an action.
 
+``select_actions(q_values_batch)`` picks one action per row of a batch (one state per
+environment of a vector environment) with one draw of random numbers for the whole batch where
+the policy allows it; ``select_action`` on a single state keeps its own draws, so seeded
+single-environment runs are unchanged.
+
 The names, arguments and behaviour follow keras-rl. Randomness comes from the agent's
 ``numpy.random.Generator`` once the policy is attached to an agent (so an agent's ``seed`` makes
 runs repeatable); a policy used on its own seeds its generator from NumPy's global state. Each
@@ -53,6 +58,14 @@ class Policy:
     def select_action(self, q_values: np.ndarray) -> int:
         raise NotImplementedError
 
+    def select_actions(self, q_values_batch: np.ndarray) -> np.ndarray:
+        """One action per row of ``q_values_batch`` (``(batch, nb_actions)``), as int64.
+
+        This default asks ``select_action`` row by row; kerasdqn's policies override it with
+        one vectorized draw."""
+        q_values_batch = _check_q_values_batch(q_values_batch)
+        return np.array([self.select_action(row) for row in q_values_batch], dtype=np.int64)
+
     def get_config(self) -> dict:
         return {}
 
@@ -64,9 +77,28 @@ def _check_q_values(q_values: np.ndarray) -> np.ndarray:
     return q_values
 
 
+def _check_q_values_batch(q_values_batch: np.ndarray) -> np.ndarray:
+    q_values_batch = np.asarray(q_values_batch)
+    if q_values_batch.ndim != 2 or 0 in q_values_batch.shape:
+        raise ValueError(
+            "q_values_batch: expected a non-empty 2-D array (batch, nb_actions), got shape "
+            f"{q_values_batch.shape}"
+        )
+    return q_values_batch
+
+
+def _epsilon_greedy(q_values_batch: np.ndarray, eps: float, rng: np.random.Generator):
+    """Per row: a uniformly random action with probability ``eps``, else the greedy one."""
+    batch, nb_actions = q_values_batch.shape
+    explore = rng.random(batch) < eps
+    random_actions = rng.integers(nb_actions, size=batch)
+    return np.where(explore, random_actions, np.argmax(q_values_batch, axis=1))
+
+
 def _boltzmann_probabilities(q_values: np.ndarray, tau: float, clip: tuple) -> np.ndarray:
+    """Softmax of ``q_values / tau`` over the last axis (one state or a batch of them)."""
     exp_values = np.exp(np.clip(q_values.astype(np.float64) / tau, clip[0], clip[1]))
-    return exp_values / np.sum(exp_values)
+    return exp_values / np.sum(exp_values, axis=-1, keepdims=True)
 
 
 def _check_clip(clip: Any) -> tuple[float, float]:
@@ -80,6 +112,9 @@ class GreedyQPolicy(Policy):
 
     def select_action(self, q_values: np.ndarray) -> int:
         return int(np.argmax(_check_q_values(q_values)))
+
+    def select_actions(self, q_values_batch: np.ndarray) -> np.ndarray:
+        return np.argmax(_check_q_values_batch(q_values_batch), axis=1)
 
 
 class EpsGreedyQPolicy(Policy):
@@ -99,6 +134,9 @@ class EpsGreedyQPolicy(Policy):
             return int(rng.integers(q_values.shape[0]))
         return int(np.argmax(q_values))
 
+    def select_actions(self, q_values_batch: np.ndarray) -> np.ndarray:
+        return _epsilon_greedy(_check_q_values_batch(q_values_batch), self.eps, self.rng)
+
     def get_config(self) -> dict:
         return {"eps": self.eps}
 
@@ -117,6 +155,14 @@ class BoltzmannQPolicy(Policy):
         q_values = _check_q_values(q_values)
         probabilities = _boltzmann_probabilities(q_values, self.tau, self.clip)
         return int(self.rng.choice(q_values.shape[0], p=probabilities))
+
+    def select_actions(self, q_values_batch: np.ndarray) -> np.ndarray:
+        q_values_batch = _check_q_values_batch(q_values_batch)
+        probabilities = _boltzmann_probabilities(q_values_batch, self.tau, self.clip)
+        # Inverse-CDF sampling: one uniform number per row.
+        uniform = self.rng.random((len(q_values_batch), 1))
+        actions = np.sum(np.cumsum(probabilities, axis=1) < uniform, axis=1)
+        return np.minimum(actions, q_values_batch.shape[1] - 1)
 
     def get_config(self) -> dict:
         return {"tau": self.tau, "clip": self.clip}
@@ -200,6 +246,12 @@ class LinearAnnealedPolicy(Policy):
     def select_action(self, q_values: np.ndarray) -> int:
         setattr(self.inner_policy, self.attr, self.get_current_value())
         return self.inner_policy.select_action(q_values=q_values)
+
+    def select_actions(self, q_values_batch: np.ndarray) -> np.ndarray:
+        """The inner policy's actions for the batch, all with the value annealed to the
+        agent's current step (the step count summed over a vector environment's envs)."""
+        setattr(self.inner_policy, self.attr, self.get_current_value())
+        return self.inner_policy.select_actions(q_values_batch)
 
     @property
     def metrics_names(self) -> list[str]:

@@ -66,3 +66,45 @@ class StateWindow:
         """A new episode begins: forget the window, unless episode boundaries are ignored."""
         if not self.ignore_episode_boundaries:
             self._recent.clear()
+
+
+class StateWindows:
+    """One ``StateWindow`` per environment of a vector environment: the states of all of them
+    as one batch, each environment's window starting (and reset) with its own episodes.
+
+    Args:
+        nb_envs: how many environments.
+        window_length: how many consecutive observations make one state.
+        ignore_episode_boundaries: as for ``StateWindow``.
+    """
+
+    def __init__(
+        self, nb_envs: int, window_length: int = 1, ignore_episode_boundaries: bool = False
+    ) -> None:
+        check_int("nb_envs", nb_envs, minimum=1)
+        self.window_length = check_int("window_length", window_length, minimum=1)
+        self.windows = [
+            StateWindow(window_length, ignore_episode_boundaries) for _ in range(nb_envs)
+        ]
+
+    def observe(self, observations: np.ndarray, acting: np.ndarray) -> np.ndarray:
+        """The states ``(nb_envs, window_length) + observation_shape`` for ``observations``
+        (one row per environment). Only the rows where ``acting`` is True are remembered:
+        the others belong to environments whose next step is a reset, not an action."""
+        observations = np.asarray(observations)
+        if self.window_length == 1:
+            return observations[:, np.newaxis]
+        return np.stack(
+            [
+                window.observe(observation) if act else window.state(observation)
+                for window, observation, act in zip(self.windows, observations, acting)
+            ]
+        )
+
+    def end_episode(self, index: int, last_observation) -> None:
+        """Environment ``index``'s episode ended on ``last_observation``."""
+        self.windows[index].end_episode(last_observation)
+
+    def reset(self, index: int) -> None:
+        """Environment ``index`` begins a new episode."""
+        self.windows[index].reset()
