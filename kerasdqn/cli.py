@@ -81,8 +81,31 @@ def _add_train_command(commands) -> argparse.ArgumentParser:
         "--no-preset", action="store_true", help="ignore the shipped preset: plain defaults"
     )
     add_config_arguments(train.add_argument_group("experiment"))
+    _add_distributed_arguments(train)
     train.set_defaults(run=run_train, preset_used=None)
     return train
+
+
+def _add_distributed_arguments(train: argparse.ArgumentParser) -> None:
+    """Declare the Ape-X options of ``train`` (group ``distributed``, needs Ray)."""
+    distributed = train.add_argument_group(
+        "distributed (Ape-X on Ray: pip install kerasdqn[distributed])"
+    )
+    distributed.add_argument(
+        "--actors",
+        type=whole_number,
+        default=0,
+        help="Ray actor processes acting with Ape-X's epsilon ladder into a prioritized "
+        "replay (0: train in this process)",
+    )
+    distributed.add_argument(
+        "--envs-per-actor", type=positive_number, default=1, help="environments per actor"
+    )
+    distributed.add_argument(
+        "--ray-address",
+        help="the Ray cluster to join ('auto': the one `ray start` runs on this machine; "
+        "default: start Ray here)",
+    )
 
 
 def with_preset(parser: argparse.ArgumentParser, argv, args: argparse.Namespace):
@@ -272,7 +295,12 @@ def run_train(args: argparse.Namespace) -> int:
     args.logdir = args.logdir.replace(ENV_ID, file_name(args.env_id))
     args.weights = args.weights.replace(ENV_ID, file_name(args.env_id))
     training.configure_threads(args.threads)
-    result = training.train(args.env_id, args)
+    if args.actors:
+        from kerasdqn.distributed import training as distributed_training
+
+        result = distributed_training.train(args.env_id, args)
+    else:
+        result = training.train(args.env_id, args)
     print(result.summary())
     print(f"Curves:      kerasdqn plot {args.logdir}")
     return result.exit_code

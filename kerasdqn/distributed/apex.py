@@ -1,0 +1,334 @@
+"""``ApeX``: N Ray actors feeding one learner's prioritized replay (Horgan et al., 2018).
+
+The driver process is the learner. It keeps one chunk request outstanding per actor and
+handles whichever chunk arrives first (``ray.wait``): store it, train what the ratio owes,
+publish the weights through Ray's object store every ``publish_interval`` gradient steps, ask
+that actor for its next chunk. Actors are started with ``max_restarts=-1`` and
+``max_task_retries=-1``: one that dies is restarted by Ray, which runs the chunk request again
+on it; its replay streams' episodes end where they stood (their waiting transitions are lost)
+and it continues with the current weights.
+
+    ray.init()                          # or ray.init(address="auto") on a cluster
+    apex = ApeX(agent, "CartPole-v1", nb_actors=4)
+    history = apex.fit(nb_steps=50_000)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+
+import keras
+import numpy as np
+
+from kerasdqn._checks import check_int
+from kerasdqn._files import atomic_path
+from kerasdqn._signals import StopRequest
+from kerasdqn.agents.dqn import DQNAgent
+from kerasdqn.callbacks import CallbackList, History
+from kerasdqn.distributed._ray import init_ray, require_ray
+from kerasdqn.distributed.actor import (
+    ActorSettings,
+    ActorWorker,
+    Chunk,
+    EnvSource,
+    epsilon_ladder,
+    make_env_factory,
+)
+from kerasdqn.distributed.learner import Learner
+
+STATE_NAME = "apex.json"  # beside the agent's checkpoint.h5 in a checkpoint directory
+
+
+class ApeX:
+    """Ape-X training of a ``DQNAgent`` whose memory is a ``PrioritizedMemory``.
+
+    Args:
+        agent: the compiled learner agent (``window_length=1``); its ``gamma``, ``n_step``,
+            ``enable_double_dqn``, ``nb_steps_warmup``, ``target_model_update`` and ratio
+            ``gradient_steps / train_interval`` (gradient steps per environment step) apply.
+        env: a gymnasium id or a picklable function making one environment (each actor
+            makes its own).
+        nb_actors: actor processes, each with epsilon ``0.4^(1 + 7 i / (N - 1))``.
+        envs_per_actor: environments in each actor's ``SyncVectorEnv``.
+        chunk_steps: vector steps an actor takes per chunk it sends.
+        publish_interval: gradient steps between two weight publications.
+        seed: actor ``i`` seeds its environments and exploration with ``seed + 1000 i``.
+        actor_cpus: CPUs Ray reserves for each actor (fractions share a core).
+        custom_objects: custom layers the network needs, for the actors' copies.
+    """
+
+    def __init__(
+        self,
+        agent: DQNAgent,
+        env: EnvSource,
+        nb_actors: int = 2,
+        envs_per_actor: int = 1,
+        chunk_steps: int = 50,
+        publish_interval: int = 100,
+        seed: int = 0,
+        actor_cpus: float = 1.0,
+        custom_objects: dict | None = None,
+    ) -> None:
+        self.learner = Learner(agent)
+        make_env_factory(env)  # checks it
+        self.env = env
+        self.publish_interval = check_int("publish_interval", publish_interval, minimum=1)
+        check_int("seed", seed, minimum=0)
+        epsilons = epsilon_ladder(nb_actors)
+        self.settings = [
+            ActorSettings(
+                index=i,
+                epsilon=epsilon,
+                nb_envs=check_int("envs_per_actor", envs_per_actor, minimum=1),
+                chunk_steps=check_int("chunk_steps", chunk_steps, minimum=1),
+                n_step=agent.n_step,
+                gamma=agent.gamma,
+                double=agent.enable_double_dqn,
+                seed=seed + 1000 * i,
+            )
+            for i, epsilon in enumerate(epsilons)
+        ]
+        if not actor_cpus > 0:
+            raise ValueError(f"actor_cpus: expected a number > 0, got {actor_cpus!r}")
+        self.actor_cpus = float(actor_cpus)
+        self.custom_objects = dict(custom_objects or {})
+        self.actors: list = []
+        self.restarts = 0
+        self.weights_version = 0
+        self.stats: dict[str, float] = {}
+        self._instances: dict[int, str] = {}  # each actor's current process
+        self._actor_versions: dict[int, int] = {}  # the weights each actor acts with
+        self._pending: list = []  # chunk requests a finished fit left running
+
+    @property
+    def agent(self) -> DQNAgent:
+        return self.learner.agent
+
+    # ------------------------------------------------------------------ actors
+
+    def start_actors(self) -> None:
+        """Start the Ray actors (``ray.init`` first if Ray is not running)."""
+        ray = require_ray()
+        init_ray()
+        self._publish()
+        remote = ray.remote(ActorWorker).options(
+            max_restarts=-1, max_task_retries=-1, num_cpus=self.actor_cpus
+        )
+        model_json = self.agent.model.to_json()
+        self.actors = [
+            remote.remote(self.env, model_json, settings, custom_objects=self.custom_objects)
+            for settings in self.settings
+        ]
+
+    def close(self) -> None:
+        """Stop the actors for good, once the chunks they are still making are done."""
+        ray = require_ray()
+        if self._pending:
+            ray.wait(self._pending, num_returns=len(self._pending), timeout=30)
+        self._pending = []
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+
+    def _publish(self) -> None:
+        """Put the learner's weights in the object store as the next version."""
+        ray = require_ray()
+        self.weights_version += 1
+        self._weights_ref = ray.put(self.learner.weights())
+        self._published_at = (self.learner.updates, time.perf_counter())
+        self._lag_seen = False
+
+    def _request(self, index: int):
+        """Ask actor ``index`` for a chunk, sending the weights only if it lacks them. They go
+        as a top-level argument, which Ray keeps alive until the request is done, retries on
+        a restarted actor included."""
+        weights = None
+        if self._actor_versions.get(index) != self.weights_version:
+            weights = self._weights_ref
+        return self.actors[index].run_chunk.remote(self.weights_version, weights)
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        nb_steps: int,
+        callbacks: list | None = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_interval: int | None = None,
+    ) -> History:
+        """Train for ``nb_steps`` more environment steps, summed over the actors (``agent.step``
+        counts them across ``fit`` calls and checkpoints; a chunk may overshoot by one chunk).
+
+        ``callbacks``: kerasdqn callbacks; their ``on_train_begin``, ``on_episode_end`` (with
+        ``episode_reward``, ``nb_episode_steps``, ``nb_steps``, ``actor``, ``stream``,
+        ``epsilon``) and ``on_train_end`` are called. ``verbose``: 1 shows a progress bar.
+        ``checkpoint_dir``: write the whole run there (see ``save_checkpoint``) every
+        ``checkpoint_interval`` environment steps and at the end. Ctrl-C or SIGTERM stops at
+        the next chunk: the checkpoint is still written, and ``on_train_end``'s logs say
+        ``interrupted_by`` (the signal's name, else None). Returns the ``History``.
+        """
+        nb_steps = check_int("nb_steps", nb_steps, minimum=1)
+        if checkpoint_interval is not None:
+            check_int("checkpoint_interval", checkpoint_interval, minimum=1)
+        if not self.actors:
+            self.start_actors()
+        history = History()
+        callback_list = CallbackList([*(callbacks or []), history], self.agent, None, {})
+        callback_list.on_train_begin()
+        progress = _Progress(self.agent.step, nb_steps) if verbose else None
+        self.stats = {"lag_updates": [], "lag_seconds": [], "chunks": 0, "start": time.time()}
+        checkpointing = (checkpoint_dir, checkpoint_interval)
+        with StopRequest() as stop:
+            try:
+                self._run(self.agent.step + nb_steps, callback_list, progress, checkpointing, stop)
+                interruption = stop.signal_name
+            except KeyboardInterrupt:
+                interruption = "SIGINT"
+        self._summarize()
+        if checkpoint_dir is not None:
+            self.save_checkpoint(checkpoint_dir)
+        callback_list.on_train_end(
+            {"did_abort": interruption is not None, "interrupted_by": interruption}
+        )
+        return history
+
+    def _run(self, last_step: int, callback_list, progress, checkpointing, stop) -> None:
+        """The driver loop: one outstanding chunk request per actor until ``last_step`` or
+        until ``stop`` is requested (Ctrl-C, SIGTERM)."""
+        ray = require_ray()
+        checkpoint_dir, interval = checkpointing
+        pending = {self._request(index): index for index in range(len(self.actors))}
+        while self.agent.step < last_step and not stop.requested:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ready)
+            chunk = self._receive(ready, index)
+            if chunk is not None:
+                before = self.agent.step
+                self._absorb(index, chunk, callback_list)
+                if progress is not None:
+                    progress.update(self.agent.step)
+                if checkpoint_dir and interval and self.agent.step // interval > before // interval:
+                    self.save_checkpoint(checkpoint_dir)
+            pending[self._request(index)] = index
+        # Chunks still on their way are dropped: their streams' episodes end here.
+        for index in pending.values():
+            self.learner.end_streams(self.settings[index].streams)
+        self._pending = list(pending)
+
+    def _receive(self, ref, index: int) -> Chunk | None:
+        """The chunk, or None if it was lost with its actor. Ray retries a request whose
+        actor died on the restarted one, so a restart shows as a chunk from a new instance:
+        the actor's episodes in the replay end where they stood, and ``restarts`` counts it."""
+        ray = require_ray()
+        try:
+            chunk = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            self.learner.end_streams(self.settings[index].streams)
+            self._actor_versions.pop(index, None)
+            return None
+        if self._instances.setdefault(index, chunk.instance) != chunk.instance:
+            self.restarts += 1
+            self._instances[index] = chunk.instance
+            self.learner.end_streams(self.settings[index].streams)
+        self._actor_versions[index] = chunk.weights_version
+        return chunk
+
+    def _absorb(self, index: int, chunk: Chunk, callback_list) -> None:
+        """Store a chunk, report its episodes, train what is owed and publish when due."""
+        self._record_lag(chunk)
+        self.learner.ingest(chunk)
+        self.stats["chunks"] += 1
+        for stream, reward, length in chunk.episodes:
+            logs = {
+                "episode_reward": reward,
+                "nb_episode_steps": length,
+                "nb_steps": self.agent.step,
+                "actor": index,
+                "stream": stream,
+                "epsilon": self.settings[index].epsilon,
+            }
+            callback_list.on_episode_end(self.agent.episode, logs)
+            self.agent.episode += 1
+        self.learner.train(self.learner.updates_due())
+        if self.learner.updates - self._published_at[0] >= self.publish_interval:
+            self._publish()
+
+    def _record_lag(self, chunk: Chunk) -> None:
+        """How far behind the learner the chunk's weights were: gradient steps since the
+        current version was published if the chunk used it, and for the first chunk acting
+        on a version, the seconds from its publication to that chunk's arrival."""
+        if chunk.weights_version != self.weights_version:
+            return
+        updates, published = self._published_at
+        self.stats["lag_updates"].append(self.learner.updates - updates)
+        if not self._lag_seen:
+            self.stats["lag_seconds"].append(time.perf_counter() - published)
+            self._lag_seen = True
+
+    def _summarize(self) -> None:
+        stats = self.stats
+        stats["seconds"] = time.time() - stats.pop("start")
+        for key in ("lag_updates", "lag_seconds"):
+            values = stats.pop(key)
+            stats[f"mean_{key}"] = float(np.mean(values)) if values else float("nan")
+        stats["restarts"] = self.restarts
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, directory: str | os.PathLike) -> None:
+        """Write the whole run to ``directory``: the agent's checkpoint (networks, optimizer,
+        replay with its streams and priorities, counters: ``checkpoint.h5``) and the actors'
+        settings with the run's counters (``apex.json``)."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        self.agent.save_checkpoint(os.path.join(directory, "checkpoint.h5"))
+        with atomic_path(os.path.join(directory, STATE_NAME)) as temporary:
+            with open(temporary, "w") as handle:
+                json.dump(self._run_state(), handle, indent=1)
+
+    def _run_state(self) -> dict:
+        return {
+            "env": self.env if isinstance(self.env, str) else None,
+            "actors": [asdict(settings) for settings in self.settings],
+            "publish_interval": self.publish_interval,
+            "updates": self.learner.updates,
+            "restarts": self.restarts,
+            "weights_version": self.weights_version,
+        }
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> None:
+        """Continue the run ``save_checkpoint`` wrote to ``directory``; this ``ApeX`` must have
+        the same actor settings. Each actor stream's unfinished episode ends where it stood."""
+        path = os.path.join(os.fspath(directory), STATE_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(f"checkpoint_dir: no {STATE_NAME} in {os.fspath(directory)!r}")
+        with open(path) as handle:
+            state = json.load(handle)
+        saved = state.get("actors")
+        if saved != [asdict(settings) for settings in self.settings]:
+            raise ValueError(
+                f"{path!r}: the run was started with other actor settings ({saved}); resume "
+                "it with the same nb_actors, envs_per_actor, chunk_steps, seed and agent"
+            )
+        self.agent.load_checkpoint(os.path.join(os.fspath(directory), "checkpoint.h5"))
+        self.learner.updates = int(state["updates"])
+        self.restarts = int(state["restarts"])
+        for settings in self.settings:
+            self.learner.end_streams(settings.streams)
+        if self.actors:
+            self._publish()
+
+
+class _Progress:
+    """A Keras progress bar over the environment steps of one ``fit``."""
+
+    def __init__(self, first_step: int, nb_steps: int) -> None:
+        self.first_step, self.nb_steps = first_step, nb_steps
+        self.bar = keras.utils.Progbar(nb_steps)
+
+    def update(self, step: int) -> None:
+        self.bar.update(min(step - self.first_step, self.nb_steps))

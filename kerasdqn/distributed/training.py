@@ -1,0 +1,101 @@
+"""``kerasdqn train ENV_ID --actors N``: the experiment of ``kerasdqn.training.train`` with the
+acting spread over N Ray actors (Ape-X) and a prioritized replay."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+import gymnasium
+import keras
+
+from kerasdqn.agents.dqn import DQNAgent
+from kerasdqn.callbacks import TensorBoard
+from kerasdqn.config import DQNConfig, config_from_flags
+from kerasdqn.distributed._ray import init_ray
+from kerasdqn.distributed.apex import ApeX
+from kerasdqn.envs import make_env
+from kerasdqn.errors import UsageError
+from kerasdqn.training import (
+    Outcome,
+    TrainingResult,
+    build_agent,
+    evaluate_on_new_env,
+    prepare_weights_path,
+)
+
+
+def build_apex_agent(
+    env: gymnasium.Env, config: DQNConfig | None = None, model: keras.Model | None = None
+) -> DQNAgent:
+    """``kerasdqn.training.build_agent``'s agent, always on a ``PrioritizedMemory`` (Ape-X's
+    replay) of ``config.memory`` entries with ``config``'s ``priority_alpha`` and
+    ``priority_beta``, the importance-sampling exponent annealed over ``config.steps``."""
+    config = DQNConfig() if config is None else config
+    config = replace(config, prioritized=True)
+    agent = build_agent(env, config, model)
+    if agent.memory.window_length != 1:
+        raise UsageError("--actors: image observations (frame stacks) are not supported yet")
+    return agent
+
+
+def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
+    """Train on ``env_id`` with ``args.actors`` Ray actors up to ``steps`` steps in all (with
+    --resume, continuing --checkpoint-dir's run), on the Ray cluster at ``args.ray_address``
+    (None: a Ray started here); save --weights, then play --episodes greedy episodes. Ctrl-C
+    or SIGTERM stops at the next chunk: weights and checkpoint are written, the evaluation is
+    skipped and the result says so (exit status 130 for Ctrl-C)."""
+    if getattr(args, "n_envs", 1) > 1:
+        raise UsageError(
+            "--n-envs: with --actors, give each actor environments with --envs-per-actor"
+        )
+    config = config_from_flags(args)
+    keras.utils.set_random_seed(config.seed)
+    env = make_env(env_id, seed=config.seed)
+    agent = build_apex_agent(env, config)
+    env.close()
+    prepare_weights_path(args.weights)
+    init_ray(args.ray_address)
+    apex = ApeX(
+        agent, env_id, nb_actors=args.actors, envs_per_actor=args.envs_per_actor, seed=config.seed
+    )
+    if args.resume:
+        _resume(apex, args)
+    planned = max(0, config.steps - agent.step)
+    tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
+    start_step, start = agent.step, time.perf_counter()
+    try:
+        if planned:
+            apex.fit(
+                planned,
+                callbacks=[tensorboard, outcome],
+                verbose=args.verbose,
+                checkpoint_dir=args.checkpoint_dir,
+                checkpoint_interval=args.checkpoint_interval,
+            )
+    finally:
+        apex.close()
+        tensorboard.close()
+    seconds = time.perf_counter() - start
+    agent.save_weights(args.weights, overwrite=True)
+    rewards = [] if outcome.interrupted_by else evaluate_on_new_env(agent, env_id, config, args)
+    return TrainingResult(
+        agent.step - start_step,
+        seconds,
+        args.weights,
+        args.logdir,
+        rewards,
+        planned_steps=planned,
+        interrupted_by=outcome.interrupted_by,
+        checkpoint=args.checkpoint_dir,
+    )
+
+
+def _resume(apex: ApeX, args: argparse.Namespace) -> None:
+    if not args.checkpoint_dir:
+        raise UsageError("--resume: set --checkpoint-dir to the run's checkpoint directory")
+    try:
+        apex.load_checkpoint(args.checkpoint_dir)
+    except ValueError as error:
+        raise UsageError(f"--resume: {error}") from None

@@ -1,0 +1,305 @@
+"""Ape-X on Ray: the epsilon ladder, the actors' chunks and priorities, the learner's replay,
+and whole runs on a two-CPU Ray started here (solving CartPole, an actor killed mid-run, a
+checkpoint resumed, the command line)."""
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gymnasium  # noqa: E402
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ray = pytest.importorskip("ray")
+
+from kerasdqn import DQNAgent  # noqa: E402
+from kerasdqn.callbacks import Callback  # noqa: E402
+from kerasdqn.config import DQNConfig  # noqa: E402
+from kerasdqn.distributed import (  # noqa: E402
+    ActorSettings,
+    ActorWorker,
+    ApeX,
+    Learner,
+    build_apex_agent,
+    epsilon_ladder,
+)
+from kerasdqn.distributed.actor import n_step_targets  # noqa: E402
+from kerasdqn.memory import PrioritizedMemory, SequentialMemory  # noqa: E402
+
+# The preset's network and learning settings over 30,000 steps: greedy mean 500 for seeds 0,
+# 1 and 2 when measured (about 45 s each on two busy cores).
+CARTPOLE = DQNConfig(steps=30_000, warmup=500, memory=50_000)
+
+
+class Chain(gymnasium.Env):
+    """Reward 1 on every step; the episode terminates after 3 steps; the observation is the
+    step count."""
+
+    observation_space = gymnasium.spaces.Box(0, 10, (1,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t == 3, False, {}
+
+
+def constant_q_model(q_values) -> keras.Model:
+    """A network whose Q values are ``q_values`` in every state (zero kernel, that bias)."""
+    model = keras.Sequential(
+        [keras.Input((1, 1)), keras.layers.Flatten(), keras.layers.Dense(len(q_values))]
+    )
+    model.layers[-1].set_weights([np.zeros((1, len(q_values))), np.asarray(q_values)])
+    return model
+
+
+def chain_actor(index=0, chunk_steps=5) -> ActorWorker:
+    model = constant_q_model([0.0, 2.0])
+    settings = ActorSettings(index=index, epsilon=0.0, chunk_steps=chunk_steps, n_step=2, gamma=0.9)
+    return ActorWorker(Chain, model.to_json(), settings, (model.get_weights(),) * 2)
+
+
+# ------------------------------------------------------------------ pieces, without Ray
+
+
+def test_epsilon_ladder_follows_apex_formula():
+    ladder = epsilon_ladder(4)
+    expected = [0.4, 0.4 ** (1 + 7 / 3), 0.4 ** (1 + 14 / 3), 0.4**8]
+    np.testing.assert_allclose(ladder, expected)
+    assert epsilon_ladder(1) == [0.4]
+
+
+def test_epsilon_ladder_refuses_no_actors():
+    with pytest.raises(ValueError, match="nb_actors"):
+        epsilon_ladder(0)
+
+
+def test_n_step_targets_stop_at_episode_end():
+    rewards = np.array([1.0, 1.0, 1.0, 1.0])
+    ends = np.array([False, False, True, False])
+    returns, last = n_step_targets(rewards, ends, n_step=2, gamma=0.5)
+    np.testing.assert_allclose(returns, [1.5, 1.5, 1.0, 1.0])
+    np.testing.assert_array_equal(last, [1, 2, 2, 3])
+
+
+def test_actor_chunk_holds_ready_transitions_with_n_step_td_errors():
+    chunk = chain_actor().run_chunk(version=-1)
+    # Steps 1-3 are the episode, step 4 only resets (NEXT_STEP autoreset), step 5 starts the
+    # next episode: its 2-step return is not known yet, so it waits.
+    assert chunk.env_steps == 4
+    assert len(chunk) == 3
+    np.testing.assert_array_equal(chunk.observation[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(chunk.action, [1, 1, 1])
+    np.testing.assert_array_equal(chunk.terminated, [False, False, True])
+    # Q = (0, 2) everywhere, greedy action 1, gamma 0.9, n = 2:
+    # t0: 1 + 0.9 + 0.81 * 2 - 2;  t1: 1 + 0.9 (then terminal) - 2;  t2: 1 - 2
+    np.testing.assert_allclose(chunk.td_error, [1.52, -0.1, -1.0], rtol=1e-5)
+    assert chunk.episodes == [(0, 3.0, 3)]
+
+
+def test_actor_sends_waiting_transition_in_next_chunk():
+    actor = chain_actor(chunk_steps=5)
+    actor.run_chunk(version=-1)
+    chunk = actor.run_chunk(version=-1)
+    # Steps 6-10: the waiting t0 leads, then t1, t2, a reset step, t0 and t1 of the third
+    # episode; t0's 2-step return is known, t1 waits.
+    np.testing.assert_array_equal(chunk.observation[:, 0], [0, 1, 2, 0])
+    assert [len(waiting) for waiting in actor.waiting] == [1]
+
+
+def test_actor_settings_name_their_streams():
+    assert ActorSettings(index=2, epsilon=0.1, nb_envs=3).streams == [6, 7, 8]
+    with pytest.raises(ValueError, match="epsilon"):
+        ActorSettings(index=0, epsilon=1.5)
+
+
+def chain_agent(memory) -> DQNAgent:
+    agent = DQNAgent(constant_q_model([0.0, 2.0]), nb_actions=2, memory=memory, n_step=2, gamma=0.9)
+    agent.compile("adam")
+    return agent
+
+
+def test_learner_stores_streams_with_actor_priorities():
+    memory = PrioritizedMemory(limit=100, alpha=1.0, epsilon=1e-6)
+    learner = Learner(chain_agent(memory))
+    learner.ingest(chain_actor(index=0).run_chunk(version=-1))
+    learner.ingest(chain_actor(index=1).run_chunk(version=-1))
+    assert memory.nb_transitions == 6
+    assert learner.agent.step == 8
+    priorities = np.sort(memory.priorities[memory.priorities > 0])
+    np.testing.assert_allclose(priorities, np.repeat([0.1, 1.0, 1.52], 2), rtol=1e-4)
+    assert memory.newest_transition(1) != memory.newest_transition(0)
+
+
+def test_newest_transition_of_an_unwritten_stream_is_refused():
+    memory = PrioritizedMemory(limit=10)
+    with pytest.raises(ValueError, match="stream 3"):
+        memory.newest_transition(3)
+
+
+def test_learner_refuses_uniform_memory():
+    with pytest.raises(TypeError, match="PrioritizedMemory"):
+        Learner(chain_agent(SequentialMemory(limit=100)))
+
+
+def test_importing_kerasdqn_does_not_import_ray():
+    code = "import sys, kerasdqn; print('ray' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert output.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ on Ray
+
+
+@pytest.fixture(scope="module")
+def ray_here():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def cartpole_apex(config=CARTPOLE, **options) -> ApeX:
+    keras.utils.set_random_seed(config.seed)
+    agent = build_apex_agent(gymnasium.make("CartPole-v1"), config)
+    return ApeX(agent, "CartPole-v1", nb_actors=2, **options)
+
+
+def greedy_mean(agent: DQNAgent, episodes: int) -> float:
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=123)
+    history = agent.test(env, nb_episodes=episodes, visualize=False, verbose=0)
+    return float(np.mean(history.history["episode_reward"]))
+
+
+def test_two_actors_solve_cartpole(ray_here):
+    apex = cartpole_apex()
+    try:
+        history = apex.fit(CARTPOLE.steps)
+    finally:
+        apex.close()
+    assert apex.agent.step >= CARTPOLE.steps
+    assert set(history.history["actor"]) == {0, 1}
+    assert greedy_mean(apex.agent, 5) >= 475
+
+
+class KillActor(Callback):
+    """Kills one actor (Ray restarts it) at the first episode end after ``after_step``."""
+
+    def __init__(self, apex: ApeX, index: int, after_step: int) -> None:
+        super().__init__()
+        self.apex, self.index, self.after_step = apex, index, after_step
+        self.killed_at_episode = None
+
+    def on_episode_end(self, episode, logs=None):
+        if self.killed_at_episode is None and logs["nb_steps"] >= self.after_step:
+            ray.kill(self.apex.actors[self.index], no_restart=False)
+            self.killed_at_episode = episode
+
+
+def test_killed_actor_is_restarted_and_the_run_goes_on(ray_here):
+    apex = cartpole_apex(DQNConfig(steps=20_000, hidden=(16,), warmup=500, gradient_steps=16))
+    killer = KillActor(apex, index=0, after_step=1000)
+    try:
+        apex.fit(2000, callbacks=[killer])
+        assert killer.killed_at_episode is not None
+        deadline = time.monotonic() + 120  # Ray starts a new process for the killed actor
+        while not apex.restarts and time.monotonic() < deadline:
+            apex.fit(200)  # while the other actor goes on
+        step = apex.agent.step
+        history = apex.fit(2000)
+    finally:
+        apex.close()
+    assert apex.restarts == 1
+    assert apex.agent.step >= step + 2000
+    assert set(history.history["actor"]) == {0, 1}  # the restarted actor contributes
+
+
+def test_checkpoint_resumes_the_run(ray_here, tmp_path):
+    config = DQNConfig(steps=3000, hidden=(32,), warmup=500, train_interval=64, gradient_steps=16)
+    apex = cartpole_apex(config)
+    try:
+        apex.fit(1500, checkpoint_dir=tmp_path)
+    finally:
+        apex.close()
+    saved_step, saved_updates = apex.agent.step, apex.learner.updates
+    saved_transitions = apex.agent.memory.nb_transitions
+    resumed = cartpole_apex(config)
+    resumed.load_checkpoint(tmp_path)
+    assert resumed.agent.step == saved_step
+    assert resumed.learner.updates == saved_updates
+    assert resumed.agent.memory.nb_transitions == saved_transitions
+    np.testing.assert_array_equal(
+        resumed.agent.model.get_weights()[0], apex.agent.model.get_weights()[0]
+    )
+    try:
+        resumed.fit(1000)
+    finally:
+        resumed.close()
+    assert resumed.agent.step >= saved_step + 1000
+    assert resumed.learner.updates > saved_updates
+
+
+class CtrlC(Callback):
+    """Sends this process SIGINT at the first episode end after ``after_step``, and keeps
+    ``on_train_end``'s logs."""
+
+    def __init__(self, after_step: int) -> None:
+        super().__init__()
+        self.after_step, self.sent_at, self.end_logs = after_step, None, None
+
+    def on_episode_end(self, episode, logs=None):
+        if self.sent_at is None and logs["nb_steps"] >= self.after_step:
+            self.sent_at = logs["nb_steps"]
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_train_end(self, logs=None):
+        self.end_logs = logs
+
+
+def test_ctrl_c_stops_at_the_next_chunk_and_still_writes_the_checkpoint(ray_here, tmp_path):
+    apex = cartpole_apex(DQNConfig(steps=50_000, hidden=(16,), warmup=500))
+    ctrl_c = CtrlC(after_step=1000)
+    try:
+        apex.fit(50_000, callbacks=[ctrl_c], checkpoint_dir=tmp_path)
+    finally:
+        apex.close()
+    assert ctrl_c.end_logs == {"did_abort": True, "interrupted_by": "SIGINT"}
+    assert ctrl_c.sent_at <= apex.agent.step < ctrl_c.sent_at + 1000  # a chunk or two more
+    with h5py.File(tmp_path / "checkpoint.h5", "r") as handle:
+        assert int(handle.attrs["step"]) == apex.agent.step
+
+
+def test_checkpoint_of_other_actor_settings_is_refused(ray_here, tmp_path):
+    config = DQNConfig(steps=1000, hidden=(16,), warmup=100)
+    apex = cartpole_apex(config)
+    apex.save_checkpoint(tmp_path)
+    other = ApeX(apex.agent, "CartPole-v1", nb_actors=3)
+    with pytest.raises(ValueError, match="actor settings"):
+        other.load_checkpoint(tmp_path)
+
+
+def test_command_line_trains_with_actors_on_a_running_cluster(ray_here, tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    command = [
+        sys.executable, "-m", "kerasdqn.cli", "train", "CartPole-v1", "--actors", "2",
+        "--ray-address", address, "--steps", "2000", "--hidden", "32", "--warmup", "500",
+        "--episodes", "2", "--eval-interval", "0", "--verbose", "0", "--no-preset",
+        "--logdir", str(tmp_path / "runs"), "--weights", str(tmp_path / "w.h5"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Trained" in result.stdout
+    assert "Greedy evaluation over 2 episodes" in result.stdout
+    assert (tmp_path / "w.h5").is_file()
