@@ -17,8 +17,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from kerasdqn._checks import check_bool, check_float, check_int
+from kerasdqn._checks import check_bool, check_choice, check_float, check_int
 from kerasdqn.errors import UsageError
+
+#: The choices of ``DQNConfig.distributional``: expected values (DQN), C51, QR-DQN.
+DISTRIBUTIONAL = ("none", "c51", "qr")
 
 
 def _setting(default: Any, help: str, **flag: Any) -> Any:
@@ -76,6 +79,29 @@ class DQNConfig:
     max_grad_norm: float | None = _setting(
         None, "clip gradients to this global norm (default: no clipping)", type=float
     )
+    prioritized: bool = _setting(False, "prioritized replay (Schaul et al., 2016, proportional)")
+    priority_alpha: float = _setting(
+        0.6, "prioritized replay: how strongly priorities shape sampling (0: uniform)", type=float
+    )
+    priority_beta: float = _setting(
+        0.4,
+        "prioritized replay: importance-sampling exponent, annealed to 1 over --steps",
+        type=float,
+    )
+    noisy: bool = _setting(
+        False, "noisy networks (NoisyDense layers); acting is greedy, the --eps-* go unused"
+    )
+    noisy_sigma0: float = _setting(0.5, "initial noise scale of the noisy layers", type=float)
+    distributional: str = _setting(
+        "none",
+        "learn the return distribution: c51 (categorical) or qr (quantile regression)",
+        type=str,
+        choices=DISTRIBUTIONAL,
+    )
+    atoms: int = _setting(51, "c51: atoms of the support", type=int)
+    v_min: float = _setting(-10.0, "c51: the lowest atom (the smallest return held)", type=float)
+    v_max: float = _setting(10.0, "c51: the highest atom (the largest return held)", type=float)
+    quantiles: int = _setting(200, "qr: quantiles per action", type=int)
 
     def __post_init__(self) -> None:
         for name in ("steps", "seed", "warmup"):
@@ -98,6 +124,24 @@ class DQNConfig:
         check_float("delta_clip", self.delta_clip, 0.0, low_open=True, allow_inf=True)
         check_bool("dueling", self.dueling)
         check_bool("double", self.double)
+        self._check_pieces()
+
+    def _check_pieces(self) -> None:
+        """Check the settings of prioritized replay, noisy networks and distributions."""
+        check_bool("prioritized", self.prioritized)
+        check_float("priority_alpha", self.priority_alpha, 0.0)
+        check_float("priority_beta", self.priority_beta, 0.0, 1.0)
+        check_bool("noisy", self.noisy)
+        check_float("noisy_sigma0", self.noisy_sigma0, 0.0)
+        check_choice("distributional", self.distributional, DISTRIBUTIONAL)
+        check_int("atoms", self.atoms, minimum=2)
+        check_int("quantiles", self.quantiles, minimum=1)
+        check_float("v_min", self.v_min)
+        check_float("v_max", self.v_max)
+        if self.v_max <= self.v_min:
+            raise ValueError(
+                f"v_max: expected a number above v_min = {self.v_min}, got {self.v_max}"
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DQNConfig:
@@ -112,7 +156,33 @@ class DQNConfig:
         return cls(**values)
 
 
-NETWORK_FIELDS = ("hidden", "dueling")  # what a weights file must be loaded into
+# What a weights file must be loaded into.
+NETWORK_FIELDS = ("hidden", "dueling", "noisy", "distributional", "atoms", "quantiles")
+
+#: The pieces of Rainbow (Hessel et al., 2018) as ``DQNConfig`` fields, with the paper's
+#: prioritized-replay exponents (alpha 0.5, beta 0.4 -> 1), 3-step returns and C51's 51 atoms.
+RAINBOW = {
+    "double": True,
+    "dueling": True,
+    "prioritized": True,
+    "priority_alpha": 0.5,
+    "priority_beta": 0.4,
+    "n_step": 3,
+    "noisy": True,
+    "distributional": "c51",
+    "atoms": 51,
+}
+
+
+def rainbow_config(**changes: Any) -> DQNConfig:
+    """Rainbow: ``DQNConfig``'s defaults with all six pieces on (``RAINBOW``: Double DQN, a
+    dueling head, prioritized replay, 3-step returns, noisy networks and C51), then
+    ``changes`` (any field, e.g. ``steps``, ``v_min``, ``v_max``). For Atari, the ``rainbow``
+    preset has Dopamine's hyperparameters.
+
+        agent = build_agent(env, rainbow_config(steps=50_000, v_min=0.0, v_max=100.0))
+    """
+    return DQNConfig(**{**RAINBOW, **changes})
 
 
 def flag_for(field_name: str) -> str:
@@ -154,7 +224,7 @@ def add_run_arguments(
 ) -> argparse._ArgumentGroup:
     """Declare where a training run writes and how it reports (group ``run``): --logdir,
     --weights, --episodes, --eval-interval, --eval-episodes, --verbose, --threads,
-    --checkpoint-dir, --checkpoint-interval, --resume. ``logdir`` and ``weights`` are the
+    --checkpoint-dir, --checkpoint-interval, --resume, --n-envs. ``logdir`` and ``weights`` are the
     default paths. Returns the group, for the caller's own run options."""
     run = parser.add_argument_group("run")
     run.add_argument("--logdir", default=logdir, help="TensorBoard log directory")
@@ -198,6 +268,13 @@ def add_run_arguments(
         "--resume",
         action="store_true",
         help="continue from --checkpoint-dir's checkpoint up to a total of --steps steps",
+    )
+    run.add_argument(
+        "--n-envs",
+        type=positive_number,
+        default=1,
+        help="environments acting at once (a gymnasium SyncVectorEnv; --steps counts the "
+        "steps of all of them)",
     )
     add_threads_argument(run)
     return run

@@ -81,8 +81,9 @@ class NoisyDense(keras.layers.Layer):
 
     Acting evaluates a network with noisy layers through a compiled TensorFlow call, not the
     NumPy copy plain networks use (see ``kerasdqn.inference``), so each acting step costs a few
-    hundred microseconds more. ``enable_dueling_network`` replaces a final ``Dense`` layer, so
-    it needs a plain ``Dense(nb_actions)`` after the noisy layers, not a ``NoisyDense``.
+    hundred microseconds more. ``enable_dueling_network`` replaces a final ``NoisyDense`` by a
+    noisy dueling head of the same ``sigma0`` and ``seed`` (Rainbow's noisy value and
+    advantage streams), a final ``Dense`` by a plain one.
 
     Args:
         units: number of outputs.
@@ -154,3 +155,12 @@ class NoisyDense(keras.layers.Layer):
             "sigma0": self.sigma0,
             "seed": self.seed,
         }
+
+
+def dense_like(layer: keras.layers.Layer, units: int, name: str) -> keras.layers.Layer:
+    """A new linear layer of ``units`` outputs of ``layer``'s kind, for a head that replaces
+    ``layer``: a ``NoisyDense`` with its ``sigma0`` and ``seed`` for a ``NoisyDense``, else a
+    ``Dense`` with glorot-normal kernel and zero bias."""
+    if isinstance(layer, NoisyDense):
+        return NoisyDense(units, sigma0=layer.sigma0, seed=layer.seed, name=name)
+    return keras.layers.Dense(units, kernel_initializer="glorot_normal", name=name)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from kerasdqn._checks import check_bool, check_int
-from kerasdqn.layers import DuelingCombine
+from kerasdqn.layers import DuelingCombine, NoisyDense
 
 #: Frames stacked into one state for image observations: Mnih et al. (2015)'s "agent history
 #: length", which lets the network see motion.
@@ -35,28 +35,56 @@ def glorot_dense(units: int, activation: str | None = None, name: str | None = N
     )
 
 
+def fully_connected(
+    units: int,
+    activation: str | None = None,
+    name: str | None = None,
+    noisy_sigma0: float | None = None,
+):
+    """``glorot_dense``, or with ``noisy_sigma0`` set a ``NoisyDense`` of that initial noise
+    scale (Fortunato et al.'s initialization instead of glorot's)."""
+    if noisy_sigma0 is None:
+        return glorot_dense(units, activation, name=name)
+    return NoisyDense(units, activation=activation, sigma0=noisy_sigma0, name=name)
+
+
 def build_mlp(
     input_shape: Sequence[int],
     nb_actions: int,
     hidden_units: Sequence[int] = (64, 64),
     activation: str = "relu",
+    *,
+    noisy_sigma0: float | None = None,
 ) -> keras.Sequential:
     """A multilayer perceptron from a state to one Q value per action.
 
     Args:
         input_shape: shape of one state without the batch axis, i.e.
             ``(window_length,) + observation_shape`` as the agent feeds it.
-        nb_actions: number of outputs, one per discrete action.
+        nb_actions: number of outputs, one per discrete action (a distributional agent's
+            ``nb_actions * size``).
         hidden_units: width of each hidden layer, first to last.
         activation: activation of the hidden layers (the output is linear).
+        noisy_sigma0: if set, every layer is a ``NoisyDense`` of that ``sigma0`` (a noisy
+            network, Fortunato et al., 2018); default None: plain ``Dense`` layers.
     """
     input_shape = tuple(check_int("input_shape", dim, minimum=1) for dim in input_shape)
     nb_actions = check_int("nb_actions", nb_actions, minimum=1)
-    hidden_units = [check_int("hidden_units", units, minimum=1) for units in hidden_units]
     layers = [keras.Input(shape=input_shape), keras.layers.Flatten()]
-    layers += [glorot_dense(units, activation) for units in hidden_units]
-    layers.append(glorot_dense(nb_actions, name="q_values"))
+    layers += _dense_layers(hidden_units, nb_actions, activation, noisy_sigma0)
     return keras.Sequential(layers)
+
+
+def _dense_layers(
+    hidden_units: Sequence[int], outputs: int, activation: str, noisy_sigma0: float | None
+) -> list:
+    """The hidden layers, then the linear output layer ``q_values``."""
+    hidden_units = [check_int("hidden_units", units, minimum=1) for units in hidden_units]
+    layers = [
+        fully_connected(units, activation, noisy_sigma0=noisy_sigma0) for units in hidden_units
+    ]
+    layers.append(fully_connected(outputs, name="q_values", noisy_sigma0=noisy_sigma0))
+    return layers
 
 
 def glorot_conv(filters: int, kernel_size: int, strides: int, name: str):
@@ -77,6 +105,7 @@ def nature_cnn(
     *,
     nb_actions: int,
     dueling: bool = False,
+    noisy_sigma0: float | None = None,
 ) -> keras.Model:
     """The Q network of Mnih et al. (2015), "Human-level control through deep reinforcement
     learning": three ReLU convolutions (32 filters 8x8 stride 4, 64 4x4 stride 2, 64 3x3
@@ -100,6 +129,8 @@ def nature_cnn(
             functional ``keras.Model``; without ``dueling`` it is a ``keras.Sequential``, to
             which ``DQNAgent(enable_dueling_network=True)`` can add keras-rl's dueling head
             (both streams from the one 512-unit layer) instead.
+        noisy_sigma0: if set, the fully connected layers (not the convolutions) are
+            ``NoisyDense`` layers of that ``sigma0``, as in Rainbow (Hessel et al., 2018).
     """
     input_shape = tuple(check_int("input_shape", dim, minimum=1) for dim in input_shape)
     if len(input_shape) not in (3, 4):
@@ -119,10 +150,11 @@ def nature_cnn(
         keras.layers.Flatten(name="features"),
     ]
     if check_bool("dueling", dueling):
-        return _dueling_streams(keras.Sequential(layers, name="nature_cnn_body"), nb_actions)
+        body = keras.Sequential(layers, name="nature_cnn_body")
+        return _dueling_streams(body, nb_actions, noisy_sigma0)
     layers += [
-        glorot_dense(512, "relu", name="dense_512"),
-        glorot_dense(nb_actions, name="q_values"),
+        fully_connected(512, "relu", name="dense_512", noisy_sigma0=noisy_sigma0),
+        fully_connected(nb_actions, name="q_values", noisy_sigma0=noisy_sigma0),
     ]
     return keras.Sequential(layers, name="nature_cnn")
 
@@ -140,13 +172,15 @@ def _frames_as_channels(input_shape: tuple[int, ...]) -> list:
     ]
 
 
-def _dueling_streams(body: keras.Sequential, nb_actions: int) -> keras.Model:
+def _dueling_streams(
+    body: keras.Sequential, nb_actions: int, noisy_sigma0: float | None
+) -> keras.Model:
     """Wang et al. (2016)'s head on ``body``: ``V`` and ``A`` from 512 ReLU units each."""
     features = body.outputs[0]
-    value = glorot_dense(512, "relu", name="value_512")(features)
-    value = glorot_dense(1, name="value")(value)
-    advantage = glorot_dense(512, "relu", name="advantage_512")(features)
-    advantage = glorot_dense(nb_actions, name="advantage")(advantage)
+    value = fully_connected(512, "relu", "value_512", noisy_sigma0)(features)
+    value = fully_connected(1, None, "value", noisy_sigma0)(value)
+    advantage = fully_connected(512, "relu", "advantage_512", noisy_sigma0)(features)
+    advantage = fully_connected(nb_actions, None, "advantage", noisy_sigma0)(advantage)
     head = keras.layers.Concatenate(name="value_advantage")([value, advantage])
     q_values = DuelingCombine("avg", name="q_values")(head)
     return keras.Model(body.inputs[0], q_values, name="nature_cnn_dueling")
@@ -168,7 +202,13 @@ def frame_stack(env: gymnasium.Env) -> int:
     return FRAME_STACK if is_image_space(env.observation_space) else 1
 
 
-def build_model(env: gymnasium.Env, hidden: Sequence[int] = (256, 256)) -> keras.Model:
+def build_model(
+    env: gymnasium.Env,
+    hidden: Sequence[int] = (256, 256),
+    *,
+    outputs_per_action: int = 1,
+    noisy_sigma0: float | None = None,
+) -> keras.Model:
     """The Q network for ``env``: for image observations (see ``is_image_space``) the Nature
     CNN on stacks of ``FRAME_STACK`` frames (``hidden`` is not used), otherwise a
     glorot-normal MLP from a window of one observation to one Q value per action, ``hidden``
@@ -180,21 +220,24 @@ def build_model(env: gymnasium.Env, hidden: Sequence[int] = (256, 256)) -> keras
     3, such as the raw 210x160x3 Atari screen) enter the CNN too, the window of frames and
     their colours as its channels, but ``make_atari``'s 84x84 grey frames are what the
     Nature network was made for, and 14 times smaller in replay.
+
+    ``outputs_per_action``: numbers the network outputs per action, 1 for Q values (a
+    distributional agent's ``nb_atoms`` or ``nb_quantiles``). ``noisy_sigma0``: if set, the
+    fully connected layers are ``NoisyDense`` layers of that initial noise scale.
     """
-    nb_actions = int(env.action_space.n)
+    outputs = int(env.action_space.n) * check_int("outputs_per_action", outputs_per_action, 1)
     space = env.observation_space
     if is_image_space(space):
-        return nature_cnn((FRAME_STACK,) + tuple(space.shape), nb_actions=nb_actions)
+        shape = (FRAME_STACK,) + tuple(space.shape)
+        return nature_cnn(shape, nb_actions=outputs, noisy_sigma0=noisy_sigma0)
     if isinstance(space, gymnasium.spaces.Box):
-        return build_mlp((1,) + space.shape, nb_actions, hidden)
+        return build_mlp((1,) + space.shape, outputs, hidden, noisy_sigma0=noisy_sigma0)
     if isinstance(space, gymnasium.spaces.Discrete) and int(space.start) == 0:
-        hidden = [check_int("hidden", units, minimum=1) for units in hidden]
         layers = [
             keras.Input(shape=(1,)),
             keras.layers.CategoryEncoding(int(space.n), output_mode="one_hot", name="one_hot"),
         ]
-        layers += [glorot_dense(units, "relu") for units in hidden]
-        layers.append(glorot_dense(nb_actions, name="q_values"))
+        layers += _dense_layers(hidden, outputs, "relu", noisy_sigma0)
         return keras.Sequential(layers)
     raise ValueError(
         f"env: build_model handles Box observations and Discrete ones counted from 0, got "

@@ -48,7 +48,7 @@ from kerasdqn._files import atomic_path, check_path, check_room_for, check_writa
 from kerasdqn._version import __version__
 from kerasdqn.checkpoint import _write_memory, json_attribute
 from kerasdqn.inference import NumpyQFunction
-from kerasdqn.layers import DuelingCombine
+from kerasdqn.layers import DuelingCombine, NoisyDense, dense_like
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory
 from kerasdqn.policy import (
     BoltzmannQPolicy,
@@ -391,10 +391,10 @@ def _rebuild_model(handle: h5py.File, config: dict, custom_objects: dict, source
 
 
 def _without_dueling_head(model: keras.Model, source: str) -> keras.Model:
-    """The dueling network with its head (a Dense layer and ``DuelingCombine``, or a
-    distributional agent's ``DistributionalDuelingCombine``) replaced by a placeholder Dense
-    layer of the head's output width, as the network was given to the agent before the
-    constructor put the head on it."""
+    """The dueling network with its head (a Dense or NoisyDense layer and ``DuelingCombine``,
+    or a distributional agent's ``DistributionalDuelingCombine``) replaced by a placeholder
+    layer of the same kind (so that a noisy head comes back noisy) and of the head's output
+    width, as the network was given to the agent before the constructor put the head on it."""
     # Imported here: the distributional agents build on DQNAgent, which imports this module.
     from kerasdqn.agents.distributional import DistributionalDuelingCombine
 
@@ -402,13 +402,13 @@ def _without_dueling_head(model: keras.Model, source: str) -> keras.Model:
     head = getattr(combine, "input", None)
     dense = getattr(getattr(head, "_keras_history", None), "operation", None)
     ends_with_head = isinstance(combine, DuelingCombine | DistributionalDuelingCombine)
-    if not ends_with_head or not isinstance(dense, keras.layers.Dense):
+    if not ends_with_head or not isinstance(dense, keras.layers.Dense | NoisyDense):
         raise ValueError(
             f"{source!r}: architecture: config says enable_dueling_network but the network "
             "does not end with a dueling head (Dense(nb_actions + 1), DuelingCombine)"
         )
     units = int(combine.output.shape[-1])
-    placeholder = keras.layers.Dense(units, name="saved_dueling_placeholder")
+    placeholder = dense_like(dense, units, name="saved_dueling_placeholder")
     name = model.name.removesuffix("_dueling")
     return keras.Model(model.inputs[0], placeholder(dense.input), name=name)
 

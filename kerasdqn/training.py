@@ -28,7 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdqn.agents.categorical import CategoricalDQNAgent
 from kerasdqn.agents.dqn import DQNAgent
+from kerasdqn.agents.quantile import QuantileDQNAgent
 from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard
 from kerasdqn.config import (
     DQNConfig,
@@ -39,9 +41,9 @@ from kerasdqn.config import (
 from kerasdqn.envs import display_available, file_name, make_env, record_video
 from kerasdqn.errors import UsageError
 from kerasdqn.evaluation import EvalCallback
-from kerasdqn.memory import SequentialMemory
+from kerasdqn.memory import PrioritizedMemory, SequentialMemory
 from kerasdqn.networks import build_model, frame_stack
-from kerasdqn.policy import EpsGreedyQPolicy, LinearAnnealedPolicy, Policy
+from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, LinearAnnealedPolicy, Policy
 
 logger = logging.getLogger(__name__)
 
@@ -92,26 +94,39 @@ def build_agent(
     config: DQNConfig | argparse.Namespace | None = None,
     model: keras.Model | None = None,
 ) -> DQNAgent:
-    """The compiled DQN agent ``config`` describes (default ``DQNConfig()``; parsed arguments
-    work too), on ``model`` or else ``build_model(env, config.hidden)``.
+    """The compiled agent ``config`` describes (default ``DQNConfig()``; parsed arguments
+    work too), on ``model`` or else the network ``build_model`` makes for ``env``.
 
     Image observations (Atari frames: see ``kerasdqn.networks.is_image_space``) get the
     Nature CNN and a memory whose states stack the last ``FRAME_STACK`` (4) frames, each
     frame stored once as ``uint8``; other observations get the MLP and states of one
-    observation. A ``model`` given must take states of that window length.
+    observation. A ``model`` given must take states of that window length (and, for a
+    distributional agent, output ``nb_actions * atoms`` or ``* quantiles`` numbers).
+
+    The pieces config selects compose: ``distributional`` picks the agent class (``DQNAgent``,
+    ``CategoricalDQNAgent`` or ``QuantileDQNAgent``), ``prioritized`` a ``PrioritizedMemory``
+    whose beta anneals to 1 over ``steps``, ``noisy`` NoisyDense layers and greedy acting;
+    with all six on (``kerasdqn.config.rainbow_config``) this is Rainbow.
 
     Epsilon anneals linearly from ``eps_start`` to ``eps_end`` over the first ``eps_fraction``
-    of ``steps``, and Adam's learning rate follows ``learning_rate_schedule``.
+    of ``steps`` (noisy networks act greedily instead), and Adam's learning rate follows
+    ``learning_rate_schedule``.
     """
     if config is None or isinstance(config, argparse.Namespace):
         config = DQNConfig.from_args(config or argparse.Namespace())
     if model is None:
-        model = build_model(env, config.hidden)
-    agent = DQNAgent(
+        model = build_model(
+            env,
+            config.hidden,
+            outputs_per_action=outputs_per_action(config),
+            noisy_sigma0=config.noisy_sigma0 if config.noisy else None,
+        )
+    cls, head_arguments = agent_class(config)
+    agent = cls(
         model=model,
         nb_actions=int(env.action_space.n),
         policy=exploration_policy(config),
-        memory=SequentialMemory(limit=config.memory, window_length=frame_stack(env)),
+        memory=replay_memory(config, frame_stack(env)),
         gamma=config.gamma,
         batch_size=config.batch_size,
         nb_steps_warmup=config.warmup,
@@ -119,10 +134,10 @@ def build_agent(
         gradient_steps=config.gradient_steps,
         n_step=config.n_step,
         target_model_update=config.target_update,
-        delta_clip=config.delta_clip,
         enable_double_dqn=config.double,
         enable_dueling_network=config.dueling,
         seed=config.seed,
+        **head_arguments,
     )
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate_schedule(config),
@@ -133,8 +148,42 @@ def build_agent(
     return agent
 
 
+def agent_class(config: DQNConfig) -> tuple[type[DQNAgent], dict]:
+    """The agent class ``config.distributional`` names, and its own arguments from ``config``
+    (DQN's Huber threshold ``delta_clip``; C51's support; QR-DQN's quantiles)."""
+    if config.distributional == "c51":
+        support = {"nb_atoms": config.atoms, "v_min": config.v_min, "v_max": config.v_max}
+        return CategoricalDQNAgent, support
+    if config.distributional == "qr":
+        return QuantileDQNAgent, {"nb_quantiles": config.quantiles}
+    return DQNAgent, {"delta_clip": config.delta_clip}
+
+
+def outputs_per_action(config: DQNConfig) -> int:
+    """The numbers the network outputs per action: 1 Q value, or C51's atoms or QR-DQN's
+    quantiles."""
+    return {"none": 1, "c51": config.atoms, "qr": config.quantiles}[config.distributional]
+
+
+def replay_memory(config: DQNConfig, window_length: int) -> SequentialMemory:
+    """A uniform ``SequentialMemory``, or with ``prioritized`` a ``PrioritizedMemory`` whose
+    beta anneals from ``priority_beta`` to 1 over the run's ``steps``."""
+    if not config.prioritized:
+        return SequentialMemory(limit=config.memory, window_length=window_length)
+    return PrioritizedMemory(
+        limit=config.memory,
+        window_length=window_length,
+        alpha=config.priority_alpha,
+        beta=config.priority_beta,
+        beta_steps=max(1, config.steps),
+    )
+
+
 def exploration_policy(config: DQNConfig) -> Policy:
-    """Epsilon-greedy, annealed from ``eps_start`` to ``eps_end`` unless they are equal."""
+    """Greedy for noisy networks (their noise explores); else epsilon-greedy, annealed from
+    ``eps_start`` to ``eps_end`` unless they are equal."""
+    if config.noisy:
+        return GreedyQPolicy()
     if config.eps_start == config.eps_end:
         return EpsGreedyQPolicy(config.eps_start)
     return LinearAnnealedPolicy(
@@ -248,6 +297,7 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     keras.utils.set_random_seed(config.seed)
     env = make_env(env_id, seed=config.seed)
     agent = checked_build_agent(env, config)
+    env = training_envs(env, env_id, config.seed, getattr(args, "n_envs", 1))
     checkpoint = resume(agent, args)
     prepare_weights_path(args.weights)
     planned = max(0, config.steps - agent.step)
@@ -283,6 +333,17 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
         checkpoint=checkpoint,
         best=best_evaluation(evaluation),
     )
+
+
+def training_envs(env: gymnasium.Env, env_id: str, seed: int, n_envs: int) -> gymnasium.Env:
+    """``env`` itself for one environment; for ``n_envs`` > 1, a ``SyncVectorEnv`` of ``env``
+    and ``n_envs - 1`` more made like it, environment ``i`` seeded with ``seed + i``."""
+    if n_envs == 1:
+        return env
+    makers = [lambda: env] + [
+        (lambda index=index: make_env(env_id, seed=seed + index)) for index in range(1, n_envs)
+    ]
+    return gymnasium.vector.SyncVectorEnv(makers)
 
 
 def best_weights_path(weights: str) -> str:

@@ -109,6 +109,13 @@ def reference_projection(next_probs, rewards, discounts):
 
 def reference_losses(online, target, batch, double):
     """Per-sample C51 cross-entropies, by hand; also whether Double DQN changed a choice."""
+    losses, _, changed = reference_losses_and_targets(online, target, batch, double)
+    return losses, changed
+
+
+def reference_losses_and_targets(online, target, batch, double):
+    """Per-sample C51 cross-entropies and projected target distributions, by hand; also
+    whether Double DQN changed a choice."""
     (W, b), (Wt, bt) = online, target
     rows = np.arange(len(batch.action))
     s0, s1 = batch.state0[:, 0], batch.state1[:, 0]
@@ -121,7 +128,7 @@ def reference_losses(online, target, batch, double):
     m = reference_projection(next_target[rows, best], batch.reward, discounts)
     logits = (s0 @ W + b).reshape(-1, 3, ATOMS)[rows, batch.action]
     log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return -(m * log_probs).sum(axis=1), bool((online_choice != target_choice).any())
+    return -(m * log_probs).sum(axis=1), m, bool((online_choice != target_choice).any())
 
 
 def hand_agent(memory, double=False):
@@ -170,7 +177,7 @@ def test_acting_reads_the_mean_of_each_actions_distribution():
     assert agent.predict(states[0]) == int(np.argmax(probs[0] @ SUPPORT))
 
 
-def test_a_prioritized_memory_gets_each_samples_cross_entropy_as_priority():
+def test_a_prioritized_memory_gets_each_samples_kl_divergence_as_priority():
     memory = fill(PrioritizedMemory(limit=20, alpha=0.5, epsilon=1e-6))
     agent, online, target = hand_agent(memory)
     positions = np.array([0, 2, 4, 5])
@@ -178,8 +185,10 @@ def test_a_prioritized_memory_gets_each_samples_cross_entropy_as_priority():
 
     agent.learn(batch)
 
-    losses, _ = reference_losses(online, target, batch, double=False)
-    np.testing.assert_allclose(memory.priorities[positions], (losses + 1e-6) ** 0.5, rtol=1e-5)
+    losses, m, _ = reference_losses_and_targets(online, target, batch, double=False)
+    # KL(m || p) = cross-entropy - entropy of m
+    kl = losses + (m * np.log(np.where(m > 0, m, 1.0))).sum(axis=1)
+    np.testing.assert_allclose(memory.priorities[positions], (kl + 1e-6) ** 0.5, rtol=1e-5)
 
 
 def chain_agent(**kwargs):

@@ -301,16 +301,6 @@ def test_seeded_training_runs_are_identical():
         np.testing.assert_array_equal(a, b)
 
 
-def test_dueling_with_a_noisy_last_layer_is_refused_clearly():
-    with pytest.raises(ValueError, match="enable_dueling_network: the model must end with a Dense"):
-        DQNAgent(
-            noisy_model(),
-            enable_dueling_network=True,
-            nb_actions=2,
-            memory=SequentialMemory(100),
-        )
-
-
 def test_dueling_head_over_noisy_hidden_layers_acts_with_noise_and_saves(tmp_path):
     model = keras.Sequential(
         [

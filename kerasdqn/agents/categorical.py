@@ -46,7 +46,10 @@ class CategoricalDQNAgent(DistributionalDQNAgent):
     ``memory``, ``gamma``, ``batch_size``, ``nb_steps_warmup``, ``train_interval``,
     ``target_model_update``, ``n_step``, ``gradient_steps``, ``seed`` and the rest) are
     ``DQNAgent``'s, except ``delta_clip``: the loss is a cross-entropy. With a
-    ``PrioritizedMemory``, each transition's priority is its cross-entropy.
+    ``PrioritizedMemory``, each transition's priority is the KL divergence of the predicted
+    distribution from its target (``loss_and_kl``), as in Rainbow (Hessel et al., 2018):
+    the cross-entropy less the target's entropy, which is 0 when the prediction is exact (the
+    cross-entropy is not, for a target spread over several atoms). The gradient is the same.
     ``compute_batch_distributions`` gives the probabilities ``(batch, nb_actions, nb_atoms)``
     on ``support``.
     """
@@ -95,7 +98,7 @@ class CategoricalDQNAgent(DistributionalDQNAgent):
         return td.categorical_projection(next_probs, reward, discount, tf.constant(self.support))
 
     def _loss(self, target, outputs, weights):
-        return td.categorical_loss(target, outputs, weights)
+        return loss_and_kl(target, outputs, weights)
 
     def _target_means(self, target):
         return tf.reduce_sum(target * self.support, axis=-1)
@@ -113,3 +116,18 @@ class CategoricalDQNAgent(DistributionalDQNAgent):
             "v_min": self.v_min,
             "v_max": self.v_max,
         }
+
+
+def entropy(probs: tf.Tensor) -> tf.Tensor:
+    """``H(m) = -sum_j m_j log m_j`` over the last axis, ``0 log 0`` taken as 0."""
+    return -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(probs), probs), axis=-1)
+
+
+def loss_and_kl(
+    target_probs: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """C51's batch loss (``td.categorical_loss``: the weighted mean cross-entropy) and each
+    sample's ``KL(m || p) = sum_j m_j (log m_j - log p_j)``, the cross-entropy less the target's
+    entropy: the priorities Rainbow hands a prioritized memory."""
+    loss, cross_entropies = td.categorical_loss(target_probs, logits, weights)
+    return loss, cross_entropies - entropy(target_probs)

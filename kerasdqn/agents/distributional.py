@@ -33,7 +33,7 @@ from kerasdqn._checks import check_choice
 from kerasdqn.agents import td
 from kerasdqn.agents.dqn import DQNAgent, features_before_last_dense
 from kerasdqn.inference import make_q_function
-from kerasdqn.layers import DUELING_TYPES, combine_dueling
+from kerasdqn.layers import DUELING_TYPES, combine_dueling, dense_like
 
 
 class DistributionalDQNAgent(DQNAgent):
@@ -250,13 +250,12 @@ def add_distributional_dueling_head(
 ) -> keras.Model:
     """The model with its last Dense layer replaced by a value stream of
     ``distribution_size`` outputs and an advantage stream of ``nb_actions *
-    distribution_size``, combined per atom or quantile by ``DistributionalDuelingCombine``."""
-    features = features_before_last_dense(model, "nb_actions * size units")
-    head = keras.layers.Dense(
-        (nb_actions + 1) * distribution_size,
-        kernel_initializer="glorot_normal",
-        name="dueling_value_advantage",
-    )(features)
+    distribution_size``, combined per atom or quantile by ``DistributionalDuelingCombine``.
+    A ``NoisyDense`` last layer gives a noisy head (Rainbow's), as in ``add_dueling_head``."""
+    features, last = features_before_last_dense(model, "nb_actions * size units")
+    head = dense_like(last, (nb_actions + 1) * distribution_size, name="dueling_value_advantage")(
+        features
+    )
     outputs = DistributionalDuelingCombine(
         distribution_size, dueling_type, name="dueling_distributions"
     )(head)
