@@ -79,6 +79,7 @@ def train(args: argparse.Namespace) -> int:
     keras.utils.set_random_seed(config.seed)
     env = make_env(ENV_ID, seed=config.seed)
     agent = build_agent(env, config, build_model(env, config.hidden))
+    env = training.training_envs(env, ENV_ID, config.seed, args.n_envs)  # --n-envs: a VectorEnv
     checkpoint = training.resume(agent, args)  # with --resume, continue where it stopped
     training.prepare_weights_path(args.weights)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import h5py
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_cartpole.py"
@@ -236,3 +237,39 @@ def test_eval_interval_zero_turns_evaluation_during_training_off(tmp_path):
     assert process.returncode == 0, stderr
     assert "Eval at step" not in stdout and "Best evaluation" not in stdout
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dqn.h5", "runs"]
+
+
+def test_n_envs_trains_on_a_vector_env_and_counts_the_steps_of_all(tmp_path):
+    process = kerasdqn(
+        "train",
+        "CartPole-v1",
+        "--n-envs",
+        "4",
+        "--steps",
+        "800",
+        "--warmup",
+        "200",
+        "--episodes",
+        "1",
+        "--eval-interval",
+        "0",
+        "--verbose",
+        "2",
+        "--no-preset",
+        cwd=tmp_path,
+    )
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "Trained 800 steps" in stdout
+    assert "Greedy evaluation over 1 episodes" in stdout
+    assert (tmp_path / "weights" / "dqn_CartPole-v1.h5").is_file()
+
+
+def test_n_envs_with_actors_is_refused_naming_the_flag_to_use(tmp_path):
+    pytest.importorskip("ray")
+    process = kerasdqn(
+        "train", "CartPole-v1", "--n-envs", "2", "--actors", "2", "--no-preset", cwd=tmp_path
+    )
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "--n-envs" in stderr and "--envs-per-actor" in stderr
