@@ -269,15 +269,20 @@ def add_run_arguments(
         action="store_true",
         help="continue from --checkpoint-dir's checkpoint up to a total of --steps steps",
     )
-    run.add_argument(
+    add_n_envs_argument(run)
+    add_threads_argument(run)
+    return run
+
+
+def add_n_envs_argument(parser) -> None:
+    """Declare --n-envs (see ``kerasdqn.training.training_envs``)."""
+    parser.add_argument(
         "--n-envs",
         type=positive_number,
         default=1,
         help="environments acting at once (a gymnasium SyncVectorEnv; --steps counts the "
         "steps of all of them)",
     )
-    add_threads_argument(run)
-    return run
 
 
 def add_threads_argument(parser) -> None:
