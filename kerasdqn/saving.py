@@ -455,10 +455,16 @@ def _load_weights(agent, handle: h5py.File, source: str) -> None:
 
 
 def _load_memory(agent, group: Any, source: str) -> None:
-    """Restore the stored replay memory, checked by the memory itself first."""
+    """Restore the stored replay memory, checked by the memory itself first. Its observations
+    stay on disk (an open dataset) for ``set_state`` to read block by block, so a large replay
+    loads without a second copy in memory."""
     if not isinstance(group, h5py.Group):
         raise ValueError(f"{source!r}: memory: expected a group")
-    state: dict[str, Any] = {name: np.asarray(dataset[()]) for name, dataset in group.items()}
+    state: dict[str, Any] = {}
+    for name, dataset in group.items():
+        if not isinstance(dataset, h5py.Dataset):
+            raise ValueError(f"{source!r}: memory: {name} is not a dataset")
+        state[name] = dataset if name == "observations" else np.asarray(dataset[()])
     state.update(group.attrs.items())
     shape = None if agent.processor is not None else agent.expected_observation_shape()
     try:
