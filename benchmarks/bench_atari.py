@@ -10,11 +10,12 @@ CNN: SB3's ``NatureCNN`` features and a linear Q head), Adam with learning rate 
 target copy every 1,000 steps, gamma 0.99, 1-step targets, no Double DQN.
 
 Each measurement runs in its own subprocess, for each thread count asked for (TensorFlow's intra-
-and inter-op threads for kerasdqn, ``torch.set_num_threads`` for SB3): a warm-up of --warmup
-random steps plus 200 learning steps (which also compiles kerasdqn's training call), then
---steps timed learning steps. Acting: microseconds per greedy action on one state
-(``DQNAgent.forward`` in test mode, SB3's ``predict(deterministic=True)``), the median of five
-blocks of 400.
+and inter-op threads for kerasdqn, ``torch.set_num_threads`` for SB3), kerasdqn with XLA on and
+off (``DQNConfig.xla``: the training step, and acting, since NumPy cannot evaluate a CNN): a
+warm-up of --warmup random steps plus 200 learning steps (which also compiles kerasdqn's
+training call), then --steps timed learning steps. Acting: microseconds per greedy action on
+one state (``DQNAgent.forward`` in test mode, SB3's ``predict(deterministic=True)``), the
+median of five blocks of 400.
 
     python benchmarks/bench_atari.py                       # Pong, 5,000 steps, 1 and 2 threads
     python benchmarks/bench_atari.py --steps 20000 --threads 4 8
@@ -58,6 +59,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--worker", choices=["kerasdqn", "sb3"], help="internal: one run")
     parser.add_argument("--worker-threads", type=int, default=1, help="internal: with --worker")
+    parser.add_argument(
+        "--xla",
+        nargs="+",
+        default=["on", "off"],
+        choices=["on", "off"],
+        help="kerasdqn with XLA on and/or off (DQNConfig.xla); SB3 runs once per thread count",
+    )
+    parser.add_argument("--worker-xla", choices=["on", "off"], default="on", help="internal")
     return parser.parse_args()
 
 
@@ -108,6 +117,7 @@ def kerasdqn_worker(args: argparse.Namespace) -> dict:
         delta_clip=1.0,
         adam_epsilon=common.ADAM_EPSILON,
         max_grad_norm=common.MAX_GRAD_NORM,
+        xla=args.worker_xla == "on",
     )
     agent = build_agent(env, config)
     agent.fit(env, nb_steps=args.warmup + LEARNING_STEPS_IN_WARMUP, verbose=0)
@@ -117,7 +127,12 @@ def kerasdqn_worker(args: argparse.Namespace) -> dict:
     observation, _ = env.reset()
     agent.training = False  # act as in test(): the greedy policy, nothing stored
     acting = microseconds_per_call(lambda: agent.forward(observation))
-    return {"rate": rate, "acting_us": acting, "threads": args.worker_threads}
+    return {
+        "rate": rate,
+        "acting_us": acting,
+        "threads": args.worker_threads,
+        "xla": args.worker_xla,
+    }
 
 
 def sb3_worker(args: argparse.Namespace) -> dict:
@@ -155,26 +170,27 @@ def sb3_worker(args: argparse.Namespace) -> dict:
     rate = args.steps / (time.perf_counter() - start)
     observation, _ = env.reset()
     acting = microseconds_per_call(lambda: model.predict(observation, deterministic=True))
-    return {"rate": rate, "acting_us": acting, "threads": torch.get_num_threads()}
+    return {"rate": rate, "acting_us": acting, "threads": torch.get_num_threads(), "xla": "-"}
 
 
 # --------------------------------------------------------------------------- parent
 
 
 def measure(args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Each library at each thread count, in its own subprocess, alternating the order."""
+    """Each library at each thread count (kerasdqn with XLA on and off), each run in its own
+    subprocess, alternating the order."""
     results: dict[str, list[dict]] = {"kerasdqn": [], "sb3": []}
     for index, threads in enumerate(args.threads):
-        order = ["kerasdqn", "sb3"] if index % 2 == 0 else ["sb3", "kerasdqn"]
-        for library in order:
+        runs = [("kerasdqn", xla) for xla in args.xla] + [("sb3", "on")]
+        for library, xla in runs if index % 2 == 0 else runs[::-1]:
             arguments = ["--worker", library, "--worker-threads", str(threads)]
             arguments += ["--env-id", args.env_id, "--steps", str(args.steps)]
-            arguments += ["--warmup", str(args.warmup)]
+            arguments += ["--warmup", str(args.warmup), "--worker-xla", xla]
             result = common.run_worker(__file__, arguments)
             results[library].append(result)
             print(
-                f"  {library:8s} {threads} thread(s): {result['rate']:6.1f} steps/s, "
-                f"{result['acting_us']:7.0f} us per action",
+                f"  {library:8s} {threads} thread(s), XLA {result['xla']:3s}: "
+                f"{result['rate']:6.1f} steps/s, {result['acting_us']:7.0f} us per action",
                 flush=True,
             )
     return results
@@ -182,18 +198,20 @@ def measure(args: argparse.Namespace) -> dict[str, list[dict]]:
 
 def print_table(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     print(f"\n{args.env_id}, {args.steps} timed learning steps after {args.warmup} random ones")
-    print("\n| library | threads | env steps/s in fit | us per greedy action |")
-    print("|---|---:|---:|---:|")
+    print("\n| library | threads | XLA | env steps/s in fit | us per greedy action |")
+    print("|---|---:|---|---:|---:|")
     for library, runs in results.items():
         for run in runs:
             print(
-                f"| {library} | {run['threads']} | {run['rate']:,.1f} | {run['acting_us']:,.0f} |"
+                f"| {library} | {run['threads']} | {run['xla']} | {run['rate']:,.1f} "
+                f"| {run['acting_us']:,.0f} |"
             )
     best = {library: max(runs, key=lambda run: run["rate"]) for library, runs in results.items()}
     ratio = best["kerasdqn"]["rate"] / best["sb3"]["rate"]
     print(
         f"\nTraining, best of each: kerasdqn {best['kerasdqn']['rate']:.1f} steps/s "
-        f"({best['kerasdqn']['threads']} threads), SB3 {best['sb3']['rate']:.1f} steps/s "
+        f"({best['kerasdqn']['threads']} threads, XLA {best['kerasdqn']['xla']}), "
+        f"SB3 {best['sb3']['rate']:.1f} steps/s "
         f"({best['sb3']['threads']} torch threads): kerasdqn/SB3 = {ratio:.2f}x"
     )
     fastest = {

@@ -102,6 +102,11 @@ class DQNConfig:
     v_min: float = _setting(-10.0, "c51: the lowest atom (the smallest return held)", type=float)
     v_max: float = _setting(10.0, "c51: the highest atom (the largest return held)", type=float)
     quantiles: int = _setting(200, "qr: quantiles per action", type=int)
+    xla: bool = _setting(
+        True,
+        "compile the training step (and a CNN's acting) with XLA; the Nature CNN on two or "
+        "more CPU threads runs faster without",
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "seed", "warmup"):
@@ -124,6 +129,7 @@ class DQNConfig:
         check_float("delta_clip", self.delta_clip, 0.0, low_open=True, allow_inf=True)
         check_bool("dueling", self.dueling)
         check_bool("double", self.double)
+        check_bool("xla", self.xla)
         self._check_pieces()
 
     def _check_pieces(self) -> None:

@@ -137,6 +137,7 @@ def build_agent(
         enable_double_dqn=config.double,
         enable_dueling_network=config.dueling,
         seed=config.seed,
+        jit_compile=config.xla,
         **head_arguments,
     )
     optimizer = keras.optimizers.Adam(

@@ -241,3 +241,24 @@ def test_a_saved_agent_comes_back_with_its_uint8_cnn(tmp_path, dueling):
     assert loaded.model.inputs[0].dtype == "uint8"
     state = random_frames(1)[0]
     np.testing.assert_allclose(loaded.compute_q_values(state), agent.compute_q_values(state))
+
+
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "no_xla"])
+def test_cnn_acting_agrees_with_keras_with_xla_on_or_off(xla):
+    model = nature_cnn(nb_actions=4)
+    agent = DQNAgent(model, nb_actions=4, memory=SequentialMemory(100, window_length=4),
+                     jit_compile=xla)  # fmt: skip
+    states = random_frames(3, (4, 84, 84))
+    expected = keras.ops.convert_to_numpy(model(states, training=False))
+    np.testing.assert_allclose(agent.compute_batch_q_values(states), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_config_xla_reaches_the_agent_and_the_flag():
+    from kerasdqn.config import DQNConfig
+    from kerasdqn.training import build_agent
+
+    env = gymnasium.make("CartPole-v1")
+    assert build_agent(env, DQNConfig(hidden=(8,))).jit_compile is True
+    assert build_agent(env, DQNConfig(hidden=(8,), xla=False)).jit_compile is False
+    with pytest.raises(TypeError, match="xla"):
+        DQNConfig(xla="no")

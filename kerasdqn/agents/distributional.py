@@ -85,7 +85,7 @@ class DistributionalDQNAgent(DQNAgent):
             dueling_type = self.dueling_type
             model = keras.Model(model.inputs[0], model.layers[-1].input)
         return DistributionQFunction(
-            make_q_function(model, prefer_numpy=fast_acting),
+            make_q_function(model, prefer_numpy=fast_acting, jit_compile=self.jit_compile),
             self.distribution_size,
             self._numpy_distributions,
             self._numpy_q_values,

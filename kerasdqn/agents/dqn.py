@@ -65,7 +65,8 @@ class DQNAgent(Agent):
             max_a Q_target(s_n, a)``, cut short at episode ends; 1 is plain DQN.
         seed: seeds exploration and replay sampling (see ``Agent``).
         fast_acting: evaluate the network with NumPy for acting when its layers allow it.
-        jit_compile: compile the training function with XLA.
+        jit_compile: compile the training function with XLA (and acting, for a network the
+            NumPy fast path cannot evaluate, such as a CNN).
     """
 
     def __init__(
@@ -167,8 +168,9 @@ class DQNAgent(Agent):
         return add_dueling_head(model, self.nb_actions, self.dueling_type)
 
     def _make_q_function(self, model: keras.Model, fast_acting: bool):
-        """The evaluator acting calls: states in, Q values ``(batch, nb_actions)`` out."""
-        return make_q_function(model, prefer_numpy=fast_acting)
+        """The evaluator acting calls: states in, Q values ``(batch, nb_actions)`` out (a
+        network NumPy cannot evaluate runs compiled, with XLA when training uses it)."""
+        return make_q_function(model, prefer_numpy=fast_acting, jit_compile=self.jit_compile)
 
     # ----------------------------------------------------------------- policies
 
