@@ -321,10 +321,27 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     seconds = time.perf_counter() - start
     tensorboard.close()
     env.close()
+    run = (agent.step - start_step, seconds, planned, checkpoint)
+    return finish_run(agent, env_id, config, args, run, outcome, best_evaluation(evaluation))
+
+
+def finish_run(
+    agent: DQNAgent,
+    env_id: str,
+    config: DQNConfig,
+    args: argparse.Namespace,
+    run: tuple[int, float, int, str | None],
+    outcome: Outcome,
+    best: dict | None = None,
+) -> TrainingResult:
+    """The end of a ``train`` command: save --weights, play the greedy evaluation unless
+    the run was interrupted, and report. ``run``: the steps trained, their seconds, the
+    steps planned and the checkpoint written (or None)."""
+    steps, seconds, planned, checkpoint = run
     agent.save_weights(args.weights, overwrite=True)
     rewards = [] if outcome.interrupted_by else evaluate_on_new_env(agent, env_id, config, args)
     return TrainingResult(
-        agent.step - start_step,
+        steps,
         seconds,
         args.weights,
         args.logdir,
@@ -332,7 +349,7 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
         planned_steps=planned,
         interrupted_by=outcome.interrupted_by,
         checkpoint=checkpoint,
-        best=best_evaluation(evaluation),
+        best=best,
     )
 
 

@@ -21,7 +21,7 @@ from kerasdqn.training import (
     Outcome,
     TrainingResult,
     build_agent,
-    evaluate_on_new_env,
+    finish_run,
     prepare_weights_path,
 )
 
@@ -77,19 +77,8 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     finally:
         apex.close()
         tensorboard.close()
-    seconds = time.perf_counter() - start
-    agent.save_weights(args.weights, overwrite=True)
-    rewards = [] if outcome.interrupted_by else evaluate_on_new_env(agent, env_id, config, args)
-    return TrainingResult(
-        agent.step - start_step,
-        seconds,
-        args.weights,
-        args.logdir,
-        rewards,
-        planned_steps=planned,
-        interrupted_by=outcome.interrupted_by,
-        checkpoint=args.checkpoint_dir,
-    )
+    run = (agent.step - start_step, time.perf_counter() - start, planned, args.checkpoint_dir)
+    return finish_run(agent, env_id, config, args, run, outcome)
 
 
 def _resume(apex: ApeX, args: argparse.Namespace) -> None:
