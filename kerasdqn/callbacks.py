@@ -80,6 +80,10 @@ class Callback(keras.callbacks.Callback):
     def on_action_end(self, action: int, logs: dict | None = None) -> None:
         """Called after each environment step."""
 
+    def on_chunk_end(self, step: int, logs: dict | None = None) -> None:
+        """Called when many steps arrive at once (``ApeX.fit``: an actor's chunk was stored):
+        ``logs['first_step']`` is the agent's step count before them, ``step`` after."""
+
 
 _FALLBACKS = {
     "on_episode_begin": "on_epoch_begin",
@@ -96,6 +100,7 @@ _HOOKS = (
     "on_step_end",
     "on_action_begin",
     "on_action_end",
+    "on_chunk_end",
 )
 
 
@@ -155,6 +160,10 @@ class CallbackList:
     def on_action_end(self, action, logs=None):
         for method in self._on_action_end:
             method(action, logs)
+
+    def on_chunk_end(self, step, logs=None):
+        for method in self._on_chunk_end:
+            method(step, logs)
 
 
 def _implementation(callback, hook: str):
@@ -615,7 +624,8 @@ class GameScoreLogger(Callback):
     ``history.history['game_score']`` has one value per game, fewer than there are episodes
     when each life is an episode. Put this callback before any ``FileLogger`` that should
     record it too. With ``log_dir``, each training game's score is also written as the
-    TensorBoard scalar ``charts/game_score`` at the agent's step.
+    TensorBoard scalar ``charts/game_score`` at the agent's step. Episodes whose logs already
+    carry a ``game_score`` (``ApeX.fit``'s, measured by the actors) are logged the same way.
     """
 
     def __init__(self, log_dir: str | os.PathLike | None = None) -> None:
@@ -633,6 +643,9 @@ class GameScoreLogger(Callback):
             self._score = float(np.asarray(record["r"]))
 
     def on_episode_end(self, episode, logs=None):
+        if self._score is None:
+            # Ape-X's episodes arrive whole, with their actor's game score in the logs.
+            self._score = logs.get("game_score")
         if self._score is None:
             return
         logs["game_score"] = self._score

@@ -130,6 +130,12 @@ class EvalCallback(Callback):
         if self.agent.training and (self.agent.step + 1) % self.eval_interval == 0:
             self.evaluate(self.agent.step + 1)
 
+    def on_chunk_end(self, step: int, logs: dict | None = None) -> None:
+        """Evaluate at ``step`` when the steps that just arrived together (``ApeX.fit``'s
+        chunks) passed a multiple of ``eval_interval``."""
+        if step // self.eval_interval > logs["first_step"] // self.eval_interval:
+            self.evaluate(step)
+
     def on_train_end(self, logs: dict | None = None) -> None:
         """Flush the TensorBoard events."""
         if self._writer is not None:

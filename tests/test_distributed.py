@@ -32,6 +32,7 @@ from kerasdqn.distributed import (  # noqa: E402
     epsilon_ladder,
 )
 from kerasdqn.distributed.actor import n_step_targets  # noqa: E402
+from kerasdqn.evaluation import EvalCallback  # noqa: E402
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory  # noqa: E402
 
 # The preset's network and learning settings over 30,000 steps: greedy mean 500 for seeds 0,
@@ -106,7 +107,7 @@ def test_actor_chunk_holds_ready_transitions_with_n_step_td_errors():
     # Q = (0, 2) everywhere, greedy action 1, gamma 0.9, n = 2:
     # t0: 1 + 0.9 + 0.81 * 2 - 2;  t1: 1 + 0.9 (then terminal) - 2;  t2: 1 - 2
     np.testing.assert_allclose(chunk.td_error, [1.52, -0.1, -1.0], rtol=1e-5)
-    assert chunk.episodes == [(0, 3.0, 3)]
+    assert chunk.episodes == [(0, 3.0, 3, None)]
 
 
 def test_actor_sends_waiting_transition_in_next_chunk():
@@ -117,6 +118,85 @@ def test_actor_sends_waiting_transition_in_next_chunk():
     # episode; t0's 2-step return is known, t1 waits.
     np.testing.assert_array_equal(chunk.observation[:, 0], [0, 1, 2, 0])
     assert [len(waiting) for waiting in actor.waiting] == [1]
+
+
+class PixelChain(Chain):
+    """``Chain`` seen as 2x2 grey frames: every pixel of step ``t``'s frame is ``t``."""
+
+    observation_space = gymnasium.spaces.Box(0, 255, (2, 2), np.uint8)
+
+    def reset(self, seed=None, options=None):
+        observation, info = super().reset(seed=seed)
+        return self._frame(observation), info
+
+    def step(self, action):
+        observation, *outcome = super().step(action)
+        return (self._frame(observation), *outcome)
+
+    def _frame(self, observation):
+        return np.full((2, 2), observation[0], dtype=np.uint8)
+
+
+def frame_sum_model(window_length: int) -> keras.Model:
+    """Q(s, 0) = 0 and Q(s, 1) = 0.5 + the sum of the step counts of the stacked frames."""
+    model = keras.Sequential(
+        [
+            keras.Input((window_length, 2, 2), dtype="uint8"),
+            keras.layers.Rescaling(1.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    kernel = np.zeros((window_length * 4, 2))
+    kernel[:, 1] = 0.25  # four pixels per frame
+    model.layers[-1].set_weights([kernel, np.array([0.0, 0.5])])
+    return model
+
+
+def pixel_actor(window_length=3, index=0, env=PixelChain) -> ActorWorker:
+    model = frame_sum_model(window_length)
+    settings = ActorSettings(
+        index=index, epsilon=0.0, chunk_steps=5, gamma=0.9, window_length=window_length
+    )
+    return ActorWorker(env, model.to_json(), settings, (model.get_weights(),) * 2)
+
+
+def test_actor_stacks_frames_to_act_and_sends_single_frames():
+    chunk = pixel_actor(window_length=3).run_chunk(version=-1)
+    assert chunk.observation.shape == (4, 2, 2) and chunk.observation.dtype == np.uint8
+    # Steps 1-3 are the first episode, step 4 resets, step 5 begins the second one.
+    np.testing.assert_array_equal(chunk.observation[:, 0, 0], [0, 1, 2, 0])
+    np.testing.assert_array_equal(chunk.next_observation[:, 0, 0], [1, 2, 3, 1])
+    # States (frames before the episode are zeros) and their Q(s, 1) = 0.5 + sum:
+    # [0,0,0] 0.5 -> [0,0,1] 1.5 -> [0,1,2] 3.5 -> [1,2,3] terminal; gamma 0.9, 1-step.
+    # t0: 1 + 0.9 * 1.5 - 0.5;  t1: 1 + 0.9 * 3.5 - 1.5;  t2: 1 - 3.5;  the second
+    # episode's first step starts from zeros again: 1 + 0.9 * 1.5 - 0.5.
+    np.testing.assert_allclose(chunk.td_error, [1.85, 2.65, -2.5, 1.85], rtol=1e-5)
+
+
+def test_actor_reports_the_game_score_the_environment_records():
+    def make():
+        return gymnasium.wrappers.RecordEpisodeStatistics(PixelChain())
+
+    chunk = pixel_actor(window_length=2, env=make).run_chunk(version=-1)
+    assert chunk.episodes == [(0, 3.0, 3, 3.0)]
+
+
+def test_learner_rebuilds_the_actors_frame_stacks_from_single_frames():
+    memory = PrioritizedMemory(limit=100, window_length=3)
+    agent = DQNAgent(frame_sum_model(3), nb_actions=2, memory=memory, gamma=0.9)
+    agent.compile("adam")
+    learner = Learner(agent)
+    for index in (0, 1):  # two actors' streams, interleaved in the replay
+        actor = pixel_actor(window_length=3, index=index)
+        learner.ingest(actor.run_chunk(version=-1))
+        learner.ingest(actor.run_chunk(version=-1))
+    batch = memory.sample_batch(64, step=0)
+    # A state ending on step t's frame holds steps t-2, t-1, t (zeros before the episode).
+    newest = batch.state0[:, -1, 0, 0].astype(int)[:, np.newaxis]
+    window = np.array([-2, -1, 0])
+    np.testing.assert_array_equal(batch.state0[:, :, 0, 0], np.maximum(newest + window, 0))
+    np.testing.assert_array_equal(batch.state1[:, :, 0, 0], np.maximum(newest + 1 + window, 0))
 
 
 def test_actor_settings_name_their_streams():
@@ -185,13 +265,32 @@ def greedy_mean(agent: DQNAgent, episodes: int) -> float:
 
 def test_two_actors_solve_cartpole(ray_here):
     apex = cartpole_apex()
+    eval_env = gymnasium.make("CartPole-v1")
+    eval_env.reset(seed=7)
+    evaluation = EvalCallback(eval_env, eval_interval=5000, nb_episodes=2)
     try:
-        history = apex.fit(CARTPOLE.steps)
+        history = apex.fit(CARTPOLE.steps, callbacks=[evaluation])
     finally:
         apex.close()
     assert apex.agent.step >= CARTPOLE.steps
     assert set(history.history["actor"]) == {0, 1}
     assert greedy_mean(apex.agent, 5) >= 475
+    # One evaluation at the chunk that passes each multiple of 5,000 steps.
+    steps = [result["step"] for result in evaluation.evaluations]
+    assert [step // 5000 for step in steps] == list(range(1, len(steps) + 1))
+    assert len(steps) == apex.agent.step // 5000
+
+
+def test_an_evaluation_reaching_its_threshold_stops_the_run(ray_here):
+    apex = cartpole_apex(DQNConfig(steps=20_000, hidden=(16,), warmup=500))
+    eval_env = gymnasium.make("CartPole-v1")
+    evaluation = EvalCallback(eval_env, eval_interval=1000, nb_episodes=1, reward_threshold=0)
+    try:
+        apex.fit(20_000, callbacks=[evaluation])
+    finally:
+        apex.close()
+    assert evaluation.stopped_early
+    assert 1000 <= apex.agent.step <= 1050  # the chunk (50 steps) that evaluated was the last
 
 
 class KillActor(Callback):
@@ -214,14 +313,14 @@ def test_killed_actor_is_restarted_and_the_run_goes_on(ray_here):
     try:
         apex.fit(2000, callbacks=[killer])
         assert killer.killed_at_episode is not None
-        deadline = time.monotonic() + 120  # Ray starts a new process for the killed actor
+        deadline = time.monotonic() + 240  # Ray starts a new process for the killed actor
         while not apex.restarts and time.monotonic() < deadline:
             apex.fit(200)  # while the other actor goes on
         step = apex.agent.step
         history = apex.fit(2000)
     finally:
         apex.close()
-    assert apex.restarts == 1
+    assert apex.restarts == 1, f"{apex.restarts} restarts seen"
     assert apex.agent.step >= step + 2000
     assert set(history.history["actor"]) == {0, 1}  # the restarted actor contributes
 
@@ -249,6 +348,38 @@ def test_checkpoint_resumes_the_run(ray_here, tmp_path):
         resumed.close()
     assert resumed.agent.step >= saved_step + 1000
     assert resumed.learner.updates > saved_updates
+
+
+def test_actors_play_atari_on_stacked_frames(ray_here):
+    pytest.importorskip("ale_py")
+    from kerasdqn.envs import make_env
+
+    config = DQNConfig(steps=400, warmup=100, memory=1_000, train_interval=16, xla=False)
+    keras.utils.set_random_seed(0)
+    # A small convolutional network on make_atari's uint8 frames keeps the run short.
+    model = keras.Sequential(
+        [
+            keras.Input((4, 84, 84), dtype="uint8"),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Permute((2, 3, 1)),
+            keras.layers.Conv2D(8, 12, strides=12, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(6),
+        ]
+    )
+    agent = build_apex_agent(make_env("ALE/Pong-v5", seed=0), config, model)
+    apex = ApeX(agent, "ALE/Pong-v5", nb_actors=2, chunk_steps=25)
+    try:
+        apex.fit(400)
+    finally:
+        apex.close()
+    memory = agent.memory
+    assert memory.window_length == 4 and memory.nb_transitions >= 350
+    assert apex.learner.updates > 0
+    batch = memory.sample_batch(32, step=agent.step)
+    assert batch.state0.shape == (32, 4, 84, 84) and batch.state0.dtype == np.uint8
+    # Consecutive states of a stream share frames: s1 is s0 moved on by one frame.
+    np.testing.assert_array_equal(batch.state1[:, :-1], batch.state0[:, 1:])
 
 
 class CtrlC(Callback):
@@ -295,7 +426,8 @@ def test_command_line_trains_with_actors_on_a_running_cluster(ray_here, tmp_path
     command = [
         sys.executable, "-m", "kerasdqn.cli", "train", "CartPole-v1", "--actors", "2",
         "--ray-address", address, "--steps", "2000", "--hidden", "32", "--warmup", "500",
-        "--episodes", "2", "--eval-interval", "0", "--verbose", "0", "--no-preset",
+        "--episodes", "2", "--eval-interval", "1000", "--eval-episodes", "2", "--verbose", "0",
+        "--no-preset",
         "--logdir", str(tmp_path / "runs"), "--weights", str(tmp_path / "w.h5"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
@@ -303,3 +435,4 @@ def test_command_line_trains_with_actors_on_a_running_cluster(ray_here, tmp_path
     assert "Trained" in result.stdout
     assert "Greedy evaluation over 2 episodes" in result.stdout
     assert (tmp_path / "w.h5").is_file()
+    assert (tmp_path / "w_best.h5").is_file()  # evaluations during training keep the best

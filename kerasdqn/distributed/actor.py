@@ -12,11 +12,16 @@ episode follow it, or the episode ended within ``n`` steps. The rest wait for th
 The chunk holds plain 1-step transitions (the learner's memory builds n-step returns from them
 at sample time) and, for each, the priority of the n-step transition starting there.
 
+Frame stacks (``window_length > 1``, Atari): the actor stacks each environment's last frames
+to act and to compute priorities, as ``fit`` does, but sends single frames: the learner's
+memory stores each frame once and rebuilds the same windows by index.
+
 ``ActorWorker`` is a plain class; ``kerasdqn.distributed.apex`` runs it as a Ray actor.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +32,11 @@ import keras
 import numpy as np
 
 from kerasdqn._checks import check_bool, check_float, check_int
+from kerasdqn.envs import make_env
 from kerasdqn.inference import make_q_function
 from kerasdqn.layers import DuelingCombine, NoisyDense
+from kerasdqn.state import StateWindows
+from kerasdqn.vector import env_info
 
 EnvSource = str | Callable[[], gymnasium.Env]
 
@@ -53,7 +61,8 @@ class ActorSettings:
     environments in its vector environment. ``chunk_steps``: vector steps per chunk.
     ``n_step`` and ``gamma``: those of the learner's agent, for the priorities.
     ``double``: Double DQN's bootstrap (as the learner's agent). ``seed``: its environments'
-    and exploration's seed.
+    and exploration's seed. ``window_length`` and ``ignore_episode_boundaries``: the frames
+    stacked into a state, as the learner's memory stacks them.
     """
 
     index: int
@@ -64,6 +73,8 @@ class ActorSettings:
     gamma: float = 0.99
     double: bool = False
     seed: int = 0
+    window_length: int = 1
+    ignore_episode_boundaries: bool = False
 
     def __post_init__(self) -> None:
         check_int("index", self.index, minimum=0)
@@ -74,6 +85,8 @@ class ActorSettings:
         check_float("gamma", self.gamma, 0.0, 1.0)
         check_bool("double", self.double)
         check_int("seed", self.seed, minimum=0)
+        check_int("window_length", self.window_length, minimum=1)
+        check_bool("ignore_episode_boundaries", self.ignore_episode_boundaries)
 
     @property
     def streams(self) -> list[int]:
@@ -86,10 +99,13 @@ class Chunk:
     """Transitions an actor sends, in order per stream, with their initial priorities.
 
     ``observation``, ``action``, ``reward``, ``next_observation``, ``terminated``,
-    ``truncated``, ``stream`` and ``td_error`` have one row per transition; ``episodes``
-    lists ``(stream, reward, length)`` of the episodes that ended; ``env_steps`` counts the
-    transitions stepped (sent or still waiting); ``weights_version`` names the published
-    weights the actor acted with; ``instance`` tells a restarted actor from its predecessor.
+    ``truncated``, ``stream`` and ``td_error`` have one row per transition (single frames
+    when states stack several); ``episodes`` lists ``(stream, reward, length, game_score)``
+    of the episodes that ended (``game_score``: the real score of the game the episode
+    ended, where the environment reports one in ``info['episode']['r']``, else None);
+    ``env_steps`` counts the transitions stepped (sent or still waiting);
+    ``weights_version`` names the published weights the actor acted with; ``instance`` tells
+    a restarted actor from its predecessor.
     """
 
     observation: np.ndarray
@@ -100,7 +116,7 @@ class Chunk:
     truncated: np.ndarray
     stream: np.ndarray
     td_error: np.ndarray
-    episodes: list[tuple[int, float, int]] = field(default_factory=list)
+    episodes: list[tuple[int, float, int, float | None]] = field(default_factory=list)
     env_steps: int = 0
     weights_version: int = -1
     instance: str = ""
@@ -110,9 +126,10 @@ class Chunk:
 
 
 def make_env_factory(env: EnvSource) -> Callable[[], gymnasium.Env]:
-    """A function making the environment: ``gymnasium.make(env)`` for an id, else ``env``."""
+    """A function making the environment: ``kerasdqn.envs.make_env(env)`` for an id (an
+    Atari game gets ``make_atari``'s pipeline), else ``env``."""
     if isinstance(env, str):
-        return lambda: gymnasium.make(env)
+        return functools.partial(make_env, env, 0)
     if not callable(env):
         raise TypeError(
             f"env: expected a gymnasium environment id or a picklable function making the "
@@ -167,6 +184,7 @@ class ActorWorker:
         objects.update(custom_objects or {})
         self.models = [keras.models.model_from_json(model_json, objects) for _ in range(2)]
         self.q_functions = [make_q_function(model) for model in self.models]
+        self.input_dtype = self.models[0].inputs[0].dtype
         self.weights_version = -1
         if weights is not None:
             self.set_weights(weights, version=-1)
@@ -175,6 +193,9 @@ class ActorWorker:
         self.rng = np.random.default_rng(settings.seed)
         self.observations, _ = self.envs.reset(seed=settings.seed)
         self.resetting = np.zeros(settings.nb_envs, dtype=np.bool_)
+        self.windows = StateWindows(
+            settings.nb_envs, settings.window_length, settings.ignore_episode_boundaries
+        )
         self.waiting: list[list[tuple]] = [[] for _ in range(settings.nb_envs)]
         self.episode_reward = np.zeros(settings.nb_envs)
         self.episode_length = np.zeros(settings.nb_envs, dtype=np.int64)
@@ -186,10 +207,9 @@ class ActorWorker:
             q_function.refresh()
         self.weights_version = version
 
-    def q_values(self, observations: np.ndarray, target: bool = False) -> np.ndarray:
-        """Q values of a batch of observations (states of one observation each)."""
-        states = np.asarray(observations, dtype=np.float32)[:, np.newaxis]
-        return self.q_functions[int(target)](states)
+    def q_values(self, states: np.ndarray, target: bool = False) -> np.ndarray:
+        """Q values of a batch of states ``(batch, window_length) + observation_shape``."""
+        return self.q_functions[int(target)](np.asarray(states, dtype=self.input_dtype))
 
     def run_chunk(self, version: int, weights: tuple[list, list] | None = None) -> Chunk:
         """Take ``chunk_steps`` vector steps, first switching to ``weights``, the published
@@ -206,12 +226,14 @@ class ActorWorker:
     def _step(self, episodes: list) -> int:
         """One vector step; returns how many environments took a transition (gymnasium's
         NEXT_STEP autoreset: the step after an episode's end only resets)."""
-        actions = self._actions(self.observations)
-        next_observations, rewards, terminated, truncated, _ = self.envs.step(actions)
+        states = self.windows.observe(self.observations, ~self.resetting)
+        actions = self._actions(states)
+        next_observations, rewards, terminated, truncated, infos = self.envs.step(actions)
         transitions = 0
         for k in range(self.settings.nb_envs):
             if self.resetting[k]:
                 self.resetting[k] = False
+                self.windows.reset(k)
                 continue
             ended = bool(terminated[k] or truncated[k])
             self.waiting[k].append(
@@ -222,24 +244,36 @@ class ActorWorker:
                     next_observations[k],
                     bool(terminated[k]),
                     bool(truncated[k]),
+                    states[k],
                 )
             )
             transitions += 1
             self.episode_reward[k] += rewards[k]
             self.episode_length[k] += 1
             if ended:
-                stream = self.settings.streams[k]
-                episodes.append(
-                    (stream, float(self.episode_reward[k]), int(self.episode_length[k]))
-                )
-                self.episode_reward[k], self.episode_length[k] = 0.0, 0
+                episodes.append(self._episode_end(k, infos))
+                self.windows.end_episode(k, next_observations[k])
                 self.resetting[k] = True
         self.observations = next_observations
         return transitions
 
-    def _actions(self, observations: np.ndarray) -> np.ndarray:
+    def _episode_end(self, k: int, infos: dict) -> tuple[int, float, int, float | None]:
+        """Environment ``k``'s ended episode as ``Chunk.episodes`` reports it; its counters
+        start again."""
+        record = env_info(infos, k).get("episode")
+        game_score = float(record["r"]) if isinstance(record, dict) and "r" in record else None
+        episode = (
+            self.settings.streams[k],
+            float(self.episode_reward[k]),
+            int(self.episode_length[k]),
+            game_score,
+        )
+        self.episode_reward[k], self.episode_length[k] = 0.0, 0
+        return episode
+
+    def _actions(self, states: np.ndarray) -> np.ndarray:
         """Epsilon-greedy actions for every environment."""
-        greedy = np.argmax(self.q_values(observations), axis=1)
+        greedy = np.argmax(self.q_values(states), axis=1)
         explore = self.rng.random(len(greedy)) < self.settings.epsilon
         random_actions = self.rng.integers(0, self.envs.single_action_space.n, len(greedy))
         return np.where(explore, random_actions, greedy)
@@ -271,7 +305,7 @@ class ActorWorker:
             rows = list(zip(*waiting))
             arrays = [np.asarray(column) for column in rows]
             errors = self._td_errors(*arrays)[:ready]
-            for column, values in zip(columns, arrays):
+            for column, values in zip(columns, arrays[:6]):
                 column.append(values[:ready])
             columns[6].append(np.full(ready, stream, dtype=np.int64))
             columns[7].append(errors)
@@ -279,15 +313,21 @@ class ActorWorker:
             return _empty_chunk(self.observations.shape[1:], self.observations.dtype)
         return Chunk(*[np.concatenate(column) for column in columns])
 
-    def _td_errors(self, observation, action, reward, next_observation, terminated, truncated):
+    def _td_errors(
+        self, observation, action, reward, next_observation, terminated, truncated, state
+    ):
         """``r_0 + ... + gamma^(m-1) r_(m-1) + gamma^m (1 - terminated) V(s_m) - Q(s_0, a_0)``
-        for the transitions of one stream, ``m <= n_step`` as far as they reach."""
+        for the transitions of one stream, ``m <= n_step`` as far as they reach; ``state``
+        holds the stacked states the actions were taken in (``observation`` their newest
+        frames)."""
         settings = self.settings
         returns, last = n_step_targets(
             reward, terminated | truncated, settings.n_step, settings.gamma
         )
         steps = last - np.arange(len(reward)) + 1
-        bootstrap = next_observation[last]
+        # The state after a transition: its state's window moved on by the next frame.
+        next_state = np.concatenate([state[:, 1:], next_observation[:, np.newaxis]], axis=1)
+        bootstrap = next_state[last]
         next_target = self.q_values(bootstrap, target=True)
         if settings.double:
             choice = np.argmax(self.q_values(bootstrap), axis=1)
@@ -295,7 +335,7 @@ class ActorWorker:
             choice = np.argmax(next_target, axis=1)
         values = next_target[np.arange(len(choice)), choice]
         targets = returns + settings.gamma**steps * (1.0 - terminated[last]) * values
-        q_taken = self.q_values(observation)[np.arange(len(action)), action]
+        q_taken = self.q_values(state)[np.arange(len(action)), action]
         return (targets - q_taken).astype(np.float32)
 
     def close(self) -> None:

@@ -46,11 +46,13 @@ class ApeX:
     """Ape-X training of a ``DQNAgent`` whose memory is a ``PrioritizedMemory``.
 
     Args:
-        agent: the compiled learner agent (``window_length=1``); its ``gamma``, ``n_step``,
-            ``enable_double_dqn``, ``nb_steps_warmup``, ``target_model_update`` and ratio
-            ``gradient_steps / train_interval`` (gradient steps per environment step) apply.
-        env: a gymnasium id or a picklable function making one environment (each actor
-            makes its own).
+        agent: the compiled learner agent; its ``gamma``, ``n_step``,
+            ``enable_double_dqn``, ``nb_steps_warmup``, ``target_model_update``, ratio
+            ``gradient_steps / train_interval`` (gradient steps per environment step) and its
+            memory's ``window_length`` (the frames stacked into a state) apply.
+        env: a gymnasium id (made by ``kerasdqn.envs.make_env``: an Atari game gets
+            ``make_atari``'s pipeline) or a picklable function making one environment. Each
+            actor makes its own; one is made here first, so a bad id fails now.
         nb_actors: actor processes, each with epsilon ``0.4^(1 + 7 i / (N - 1))``.
         envs_per_actor: environments in each actor's ``SyncVectorEnv``.
         chunk_steps: vector steps an actor takes per chunk it sends.
@@ -73,7 +75,7 @@ class ApeX:
         custom_objects: dict | None = None,
     ) -> None:
         self.learner = Learner(agent)
-        make_env_factory(env)  # checks it
+        make_env_factory(env)().close()  # fails here, not in actors Ray would restart
         self.env = env
         self.publish_interval = check_int("publish_interval", publish_interval, minimum=1)
         check_int("seed", seed, minimum=0)
@@ -88,6 +90,8 @@ class ApeX:
                 gamma=agent.gamma,
                 double=agent.enable_double_dqn,
                 seed=seed + 1000 * i,
+                window_length=agent.memory.window_length,
+                ignore_episode_boundaries=agent.memory.ignore_episode_boundaries,
             )
             for i, epsilon in enumerate(epsilons)
         ]
@@ -165,7 +169,11 @@ class ApeX:
 
         ``callbacks``: kerasdqn callbacks; their ``on_train_begin``, ``on_episode_end`` (with
         ``episode_reward``, ``nb_episode_steps``, ``nb_steps``, ``actor``, ``stream``,
-        ``epsilon``) and ``on_train_end`` are called. ``verbose``: 1 shows a progress bar.
+        ``epsilon``, and ``game_score`` for an episode that ended a game whose environment
+        reports its real score, as ``make_atari``'s do), ``on_chunk_end`` after each stored
+        chunk (an ``EvalCallback`` evaluates there) and ``on_train_end`` are called; one that
+        sets ``agent.stop_training`` ends the run at the next chunk. ``verbose``: 1 shows a
+        progress bar.
         ``checkpoint_dir``: write the whole run there (see ``save_checkpoint``) every
         ``checkpoint_interval`` environment steps and at the end. Ctrl-C or SIGTERM stops at
         the next chunk: the checkpoint is still written, and ``on_train_end``'s logs say
@@ -202,13 +210,15 @@ class ApeX:
         ray = require_ray()
         checkpoint_dir, interval = checkpointing
         pending = {self._request(index): index for index in range(len(self.actors))}
-        while self.agent.step < last_step and not stop.requested:
+        self.agent.stop_training = False
+        while self.agent.step < last_step and not (stop.requested or self.agent.stop_training):
             (ready,), _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(ready)
             chunk = self._receive(ready, index)
             if chunk is not None:
                 before = self.agent.step
                 self._absorb(index, chunk, callback_list)
+                callback_list.on_chunk_end(self.agent.step, {"first_step": before})
                 if progress is not None:
                     progress.update(self.agent.step)
                 if checkpoint_dir and interval and self.agent.step // interval > before // interval:
@@ -242,7 +252,7 @@ class ApeX:
         self._record_lag(chunk)
         self.learner.ingest(chunk)
         self.stats["chunks"] += 1
-        for stream, reward, length in chunk.episodes:
+        for stream, reward, length, game_score in chunk.episodes:
             logs = {
                 "episode_reward": reward,
                 "nb_episode_steps": length,
@@ -251,6 +261,8 @@ class ApeX:
                 "stream": stream,
                 "epsilon": self.settings[index].epsilon,
             }
+            if game_score is not None:
+                logs["game_score"] = game_score
             callback_list.on_episode_end(self.agent.episode, logs)
             self.agent.episode += 1
         self.learner.train(self.learner.updates_due())
@@ -309,7 +321,7 @@ class ApeX:
         with open(path) as handle:
             state = json.load(handle)
         saved = state.get("actors")
-        if saved != [asdict(settings) for settings in self.settings]:
+        if _actor_settings(saved) != self.settings:
             raise ValueError(
                 f"{path!r}: the run was started with other actor settings ({saved}); resume "
                 "it with the same nb_actors, envs_per_actor, chunk_steps, seed and agent"
@@ -321,6 +333,15 @@ class ApeX:
             self.learner.end_streams(settings.streams)
         if self.actors:
             self._publish()
+
+
+def _actor_settings(saved) -> list[ActorSettings] | None:
+    """The actors' settings a checkpoint holds (fields it predates take their defaults), or
+    None if they cannot be read."""
+    try:
+        return [ActorSettings(**settings) for settings in saved]
+    except (TypeError, ValueError):
+        return None
 
 
 class _Progress:

@@ -32,11 +32,6 @@ class Learner:
                 "agent: Ape-X needs the agent's memory to be a PrioritizedMemory, got "
                 f"{type(agent.memory).__name__}"
             )
-        if agent.memory.window_length != 1:
-            raise ValueError(
-                "agent: the distributed actors stack no frames; use window_length=1 "
-                f"(got {agent.memory.window_length})"
-            )
         if not agent.compiled:
             raise RuntimeError("agent: compile the agent before training it with Ape-X")
         self.agent = agent

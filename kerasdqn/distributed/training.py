@@ -11,7 +11,7 @@ import gymnasium
 import keras
 
 from kerasdqn.agents.dqn import DQNAgent
-from kerasdqn.callbacks import TensorBoard
+from kerasdqn.callbacks import GameScoreLogger, TensorBoard
 from kerasdqn.config import DQNConfig, config_from_flags
 from kerasdqn.distributed._ray import init_ray
 from kerasdqn.distributed.apex import ApeX
@@ -20,7 +20,10 @@ from kerasdqn.errors import UsageError
 from kerasdqn.training import (
     Outcome,
     TrainingResult,
+    best_evaluation,
     build_agent,
+    close_evaluation,
+    evaluation_during_training,
     finish_run,
     prepare_weights_path,
 )
@@ -34,10 +37,7 @@ def build_apex_agent(
     ``priority_beta``, the importance-sampling exponent annealed over ``config.steps``."""
     config = DQNConfig() if config is None else config
     config = replace(config, prioritized=True)
-    agent = build_agent(env, config, model)
-    if agent.memory.window_length != 1:
-        raise UsageError("--actors: image observations (frame stacks) are not supported yet")
-    return agent
+    return build_agent(env, config, model)
 
 
 def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
@@ -64,12 +64,15 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
         _resume(apex, args)
     planned = max(0, config.steps - agent.step)
     tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
+    game_scores = GameScoreLogger(log_dir=args.logdir)  # Atari's unclipped scores; else idle
+    evaluation = evaluation_during_training(env_id, config, args)
+    callbacks = [game_scores, tensorboard, outcome] + ([evaluation] if evaluation else [])
     start_step, start = agent.step, time.perf_counter()
     try:
         if planned:
             apex.fit(
                 planned,
-                callbacks=[tensorboard, outcome],
+                callbacks=callbacks,
                 verbose=args.verbose,
                 checkpoint_dir=args.checkpoint_dir,
                 checkpoint_interval=args.checkpoint_interval,
@@ -77,8 +80,10 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     finally:
         apex.close()
         tensorboard.close()
+        game_scores.close()
+        close_evaluation(evaluation)
     run = (agent.step - start_step, time.perf_counter() - start, planned, args.checkpoint_dir)
-    return finish_run(agent, env_id, config, args, run, outcome)
+    return finish_run(agent, env_id, config, args, run, outcome, best_evaluation(evaluation))
 
 
 def _resume(apex: ApeX, args: argparse.Namespace) -> None:
