@@ -22,7 +22,8 @@ epsilon and the gradient clipping of SB3 (1e-8, global norm 10), the learning ra
 linearly in both libraries. Each variant then switches on its piece(s) with Rainbow's settings
 (kerasdqn.config.RAINBOW: prioritized replay alpha 0.5, beta 0.4 -> 1; 3-step returns; noisy
 layers of sigma0 0.5, acting greedily on the noisy network; C51 with 51 atoms on the
-environment's return range below). Noisy variants evaluate on the noisy network too.
+environment's return range below; QR-DQN with 200 quantiles, sb3-contrib's default). Noisy
+variants evaluate on the noisy network too.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ PIECES = {
     "double": {"double": True},
     "dueling": {"dueling": True},
     "per": {"prioritized": True, "priority_alpha": 0.5, "priority_beta": 0.4},
+    # Schaul et al. (2016) cut the step size by 4 for prioritized replay: PER at that rate.
+    "per_lr4": {"prioritized": True, "priority_alpha": 0.5, "priority_beta": 0.4, "lr_scale": 0.25},
     "nstep": {"n_step": 3},
     "noisy": {"noisy": True},
     "c51": {"distributional": "c51"},
+    "qr": {"distributional": "qr"},
     "rainbow": "all",
 }
 SB3_VARIANTS = ("sb3_dqn", "sb3_qrdqn")
@@ -94,8 +98,13 @@ def kerasdqn_config(variant: str, env_id: str, seed: int, steps: int):
     from kerasdqn.config import RAINBOW, DQNConfig
 
     support = {"v_min": ENVS[env_id].v_min, "v_max": ENVS[env_id].v_max}
-    pieces = RAINBOW if PIECES[variant] == "all" else PIECES[variant]
-    return DQNConfig(**{**base_settings(env_id), **pieces, **support, "seed": seed, "steps": steps})
+    pieces = dict(RAINBOW if PIECES[variant] == "all" else PIECES[variant])
+    settings = {**base_settings(env_id), **support, "seed": seed, "steps": steps}
+    scale = pieces.pop("lr_scale", 1.0)
+    settings["lr"] *= scale
+    if settings["lr_end"] is not None:
+        settings["lr_end"] *= scale
+    return DQNConfig(**{**settings, **pieces})
 
 
 # --------------------------------------------------------------------------- workers
@@ -345,14 +354,16 @@ def plot(rows: list[dict], table: dict, path: str) -> None:
     figure, axes = plt.subplots(1, len(env_ids), figsize=(6 * len(env_ids), 4.5), squeeze=False)
     for axis, env_id in zip(axes[0], env_ids, strict=True):
         for variant in [v for v in VARIANTS if (env_id, v) in table]:
+            color = plt.cm.tab20(VARIANTS.index(variant) / len(VARIANTS))
             curves = {}
             for row in rows:
                 if (row["env"], row["variant"]) == (env_id, variant):
                     curves.setdefault(row["step"], []).append(row["eval_mean"])
             steps = sorted(curves)
             values = [curves[step] for step in steps]
-            axis.plot(steps, [np.mean(v) for v in values], label=variant)
-            axis.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
+            axis.plot(steps, [np.mean(v) for v in values], label=variant, color=color)
+            lowest, highest = [min(v) for v in values], [max(v) for v in values]
+            axis.fill_between(steps, lowest, highest, color=color, alpha=0.12)
         axis.set(title=env_id, xlabel="environment steps", ylabel="greedy evaluation mean")
         axis.legend(fontsize=7)
     figure.tight_layout()
