@@ -302,10 +302,10 @@ class ActorWorker:
         """The chunk of the ready transitions of each ``(stream, waiting, ready)``."""
         columns: list[list] = [[] for _ in range(8)]
         for stream, waiting, ready in parts:
-            rows = list(zip(*waiting))
-            arrays = [np.asarray(column) for column in rows]
-            errors = self._td_errors(*arrays)[:ready]
-            for column, values in zip(columns, arrays[:6]):
+            # The stacked states are for the TD errors only: the chunk carries single frames.
+            *sent, states = [np.asarray(column) for column in zip(*waiting)]
+            errors = self._td_errors(*sent, states)[:ready]
+            for column, values in zip(columns, sent, strict=False):
                 column.append(values[:ready])
             columns[6].append(np.full(ready, stream, dtype=np.int64))
             columns[7].append(errors)
@@ -325,9 +325,8 @@ class ActorWorker:
             reward, terminated | truncated, settings.n_step, settings.gamma
         )
         steps = last - np.arange(len(reward)) + 1
-        # The state after a transition: its state's window moved on by the next frame.
-        next_state = np.concatenate([state[:, 1:], next_observation[:, np.newaxis]], axis=1)
-        bootstrap = next_state[last]
+        # The state bootstrapped from: state ``last``'s window moved on by its next frame.
+        bootstrap = np.concatenate([state[last, 1:], next_observation[last, np.newaxis]], axis=1)
         next_target = self.q_values(bootstrap, target=True)
         if settings.double:
             choice = np.argmax(self.q_values(bootstrap), axis=1)
