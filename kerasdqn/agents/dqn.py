@@ -360,12 +360,14 @@ class DQNAgent(Agent):
         """Gradient steps on ``batch`` (``batch_size`` transitions per step) in one compiled
         call; hands the TD errors back to the memory and returns the mean statistics."""
         inputs = self._training_inputs(batch)
-        steps = len(inputs[0])
+        steps = inputs[1].shape[0]
         function = self._learn_functions.get(steps)
         if function is None:
             function = self._learn_functions[steps] = self._build_learn_function(inputs)
-        stats, td_errors, *self._acting_weights = function(*inputs)
-        stats = stats.numpy()
+        results, acting = function(*inputs)
+        results = results.numpy()
+        stats, td_errors = results[: self._nb_stats], results[self._nb_stats :]
+        self._acting_weights = self._unflatten_acting(acting)
         if not np.isfinite(stats[0]):
             raise FloatingPointError(
                 f"the loss is {stats[0]} at step {self.step}; training stopped. The networks "
@@ -373,56 +375,74 @@ class DQNAgent(Agent):
                 "last good weights file stays as it was"
             )
         if batch.indices is not None:
-            self.memory.update_priorities(batch.indices, td_errors.numpy().reshape(-1))
+            self.memory.update_priorities(batch.indices, td_errors)
         return stats
 
-    def _training_inputs(self, batch: TransitionBatch) -> list[np.ndarray]:
-        """Arrays ``[state0, action, reward, discount, state1, weights]``, each
-        ``(steps, batch_size, ...)`` for a batch of ``steps * batch_size`` transitions."""
-        state0 = self.process_state_batch(batch.state0).astype(self._input_dtype, copy=False)
-        state1 = self.process_state_batch(batch.state1).astype(self._input_dtype, copy=False)
-        steps = 1 if batch.steps is None else batch.steps
-        weights = self._unit_weights(len(batch.action)) if batch.weights is None else batch.weights
-        arrays = [
-            state0,
-            batch.action.astype(np.int32),
-            batch.reward.astype(np.float32),
-            td.n_step_discounts(self.gamma, steps, batch.terminal1),
-            state1,
-            np.asarray(weights, dtype=np.float32),
-        ]
-        shape = (len(batch.action) // self.batch_size, self.batch_size)
-        return [array.reshape(shape + array.shape[1:]) for array in arrays]
+    @property
+    def _nb_stats(self) -> int:
+        """Statistics a gradient step reports: the loss, the metrics and ``mean_q``."""
+        return len(self._metric_functions) + 2
 
-    def _unit_weights(self, size: int) -> np.ndarray:
-        """Importance weights of 1, for memories that sample uniformly (made once)."""
-        ones = getattr(self, "_ones", None)
-        if ones is None or len(ones) != size:
-            ones = self._ones = np.ones(size, dtype=np.float32)
-        return ones
+    def _training_inputs(self, batch: TransitionBatch) -> list[np.ndarray]:
+        """The training call's two arrays for a batch of ``steps * batch_size`` transitions:
+        the states ``(2, steps, batch_size, ...)`` (``s`` then ``s'``, in the network's input
+        dtype) and the float32 columns ``(steps, batch_size, 4)``: action, reward, discount of
+        ``V(s')``, importance weight. Two arrays rather than six, because each array handed
+        to TensorFlow costs a conversion; action indices are exact in float32."""
+        steps = 1 if batch.steps is None else batch.steps
+        states = np.stack(
+            [self.process_state_batch(batch.state0), self.process_state_batch(batch.state1)]
+        ).astype(self._input_dtype, copy=False)
+        columns = np.empty((len(batch.action), 4), dtype=np.float32)
+        columns[:, 0] = batch.action
+        columns[:, 1] = batch.reward
+        columns[:, 2] = td.n_step_discounts(self.gamma, steps, batch.terminal1)
+        columns[:, 3] = 1.0 if batch.weights is None else batch.weights
+        shape = (len(batch.action) // self.batch_size, self.batch_size)
+        return [
+            states.reshape((2,) + shape + states.shape[2:]),
+            columns.reshape(shape + (4,)),
+        ]
+
+    def _unflatten_acting(self, flat: tf.Tensor) -> list[np.ndarray]:
+        """The acting variables' values out of the training call's one flat vector."""
+        flat = flat.numpy()
+        values, offset = [], 0
+        for variable in self._q_function.variables:
+            size = int(np.prod(variable.shape))
+            values.append(flat[offset : offset + size].reshape(variable.shape))
+            offset += size
+        return values
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
         """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
-        one gradient step per leading row and returns the mean statistics, the TD errors
-        ``(steps, batch_size)`` and the weights acting reads."""
-        nb_stats = len(self._metric_functions) + 2
-        gradient_steps = len(example_inputs[0])
+        one gradient step per leading row and returns the mean statistics followed by the TD
+        errors (``steps * batch_size``), and the weights acting reads as one flat vector."""
+        gradient_steps = example_inputs[1].shape[0]
         acting_variables = self._q_function.variables
 
-        def learn(*inputs):
+        def gradient_step(states, columns, k):
+            action = tf.cast(columns[k, :, 0], tf.int32)
+            reward, discount, weights = (columns[k, :, column] for column in (1, 2, 3))
+            return self._gradient_step(
+                states[0, k], action, reward, discount, states[1, k], weights
+            )
+
+        def learn(states, columns):
             if gradient_steps == 1:
-                stats, errors = self._gradient_step(*[array[0] for array in inputs])
-                errors = errors[tf.newaxis]
+                stats, errors = gradient_step(states, columns, 0)
             else:
-                stats = tf.zeros([nb_stats])
+                stats = tf.zeros([self._nb_stats])
                 all_errors = tf.TensorArray(tf.float32, size=gradient_steps)
                 for k in tf.range(gradient_steps):
-                    step_stats, step_errors = self._gradient_step(*[array[k] for array in inputs])
+                    step_stats, step_errors = gradient_step(states, columns, k)
                     stats += step_stats
                     all_errors = all_errors.write(k, step_errors)
                 stats /= gradient_steps
                 errors = all_errors.stack()
-            return [stats, errors] + [tf.identity(variable) for variable in acting_variables]
+            results = tf.concat([stats, tf.reshape(errors, [-1])], axis=0)
+            acting = [tf.reshape(variable, [-1]) for variable in acting_variables]
+            return [results, tf.concat(acting, axis=0) if acting else tf.zeros([0])]
 
         specs = [tf.TensorSpec(array.shape, array.dtype) for array in example_inputs]
         return CompiledCall(learn, specs, jit_compile=self.jit_compile)
