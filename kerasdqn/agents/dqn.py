@@ -405,14 +405,9 @@ class DQNAgent(Agent):
         ]
 
     def _unflatten_acting(self, flat: tf.Tensor) -> list[np.ndarray]:
-        """The acting variables' values out of the training call's one flat vector."""
+        """The acting variables' values (views) out of the training call's one flat vector."""
         flat = flat.numpy()
-        values, offset = [], 0
-        for variable in self._q_function.variables:
-            size = int(np.prod(variable.shape))
-            values.append(flat[offset : offset + size].reshape(variable.shape))
-            offset += size
-        return values
+        return [flat[start:stop].reshape(shape) for shape, start, stop in self._acting_layout]
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
         """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
@@ -420,6 +415,11 @@ class DQNAgent(Agent):
         errors (``steps * batch_size``), and the weights acting reads as one flat vector."""
         gradient_steps = example_inputs[1].shape[0]
         acting_variables = self._q_function.variables
+        self._acting_layout, start = [], 0
+        for variable in acting_variables:
+            size = int(np.prod(variable.shape))
+            self._acting_layout.append((tuple(variable.shape), start, start + size))
+            start += size
 
         def gradient_step(states, columns, k):
             action = tf.cast(columns[k, :, 0], tf.int32)
