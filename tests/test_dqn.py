@@ -168,6 +168,31 @@ def test_soft_target_update_follows_every_gradient_step(gradient_steps):
         np.testing.assert_array_equal(actual, wanted)
 
 
+@pytest.mark.parametrize("gradient_steps", [1, 2])
+def test_acting_reads_the_weights_the_last_gradient_step_wrote(gradient_steps):
+    memory = hand_built_memory()
+    model = keras.Sequential(
+        [
+            keras.Input((1, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, activation="relu"),
+            keras.layers.Dense(2),
+        ]
+    )
+    agent = DQNAgent(
+        model, nb_actions=2, memory=memory, batch_size=2, gradient_steps=gradient_steps
+    )
+    agent.compile(keras.optimizers.SGD(learning_rate=0.5))
+    states = np.random.default_rng(0).normal(size=(6, 1, 3)).astype(np.float32)
+    before = agent.compute_batch_q_values(states)
+
+    agent.learn(memory.batch_at(np.array([0, 2, 4, 5])[: 2 * gradient_steps]))
+
+    after = agent.compute_batch_q_values(states)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, keras.ops.convert_to_numpy(agent.model(states)), atol=1e-5)
+
+
 def test_hard_target_update_copies_when_the_step_is_a_multiple_of_the_interval():
     agent = DQNAgent(
         linear_model(3),
