@@ -14,6 +14,7 @@ steps/s (evaluation time excluded) and steps/s relative to plain DQN.
     python benchmarks/bench_rainbow.py                         # the whole matrix: hours
     python benchmarks/bench_rainbow.py --envs CartPole-v1 --seeds 0 --steps 3000   # a smoke
     python benchmarks/bench_rainbow.py --jobs 2                # two runs at a time
+    python benchmarks/bench_rainbow.py --report                # table and plot of the CSV
 
 The hyperparameters of every kerasdqn variant and of both Stable-Baselines3 learners are the
 environment's shipped preset (rl-zoo's, e.g. 128 gradient steps of batch 64 every 256 steps)
@@ -225,6 +226,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--evals", type=int, default=10, help="evaluations per run")
     parser.add_argument("--eval-episodes", type=int, default=5, help="greedy episodes each")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
+    parser.add_argument(
+        "--report", action="store_true", help="run nothing: the table and plot of the CSV"
+    )
     parser.add_argument("--csv", default=os.path.join(HERE, "rainbow.csv"))
     parser.add_argument("--png", default=os.path.join(HERE, "rainbow.png"))
     return parser.parse_args()
@@ -375,7 +379,8 @@ def main() -> None:
         worker(sys.argv[2:])
         return
     args = parse_args()
-    run_matrix(args)
+    if not args.report:
+        run_matrix(args)
     rows = selected_rows(read_rows(args.csv), args)
     table = summaries(rows)
     print_table(table)
