@@ -149,6 +149,7 @@ class DQNAgent(Agent):
         self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
         self._input_dtype = np.dtype(model.inputs[0].dtype)
         self._q_function = self._make_q_function(model, fast_acting)
+        self._acting_layout = _flat_layout(self._q_function.variables)
 
     # Hooks a distributional agent (``kerasdqn.agents.distributional``) overrides: what the
     # network outputs, its dueling head, how acting turns outputs into Q values, and the
@@ -391,8 +392,10 @@ class DQNAgent(Agent):
         to TensorFlow costs a conversion; action indices are exact in float32."""
         steps = 1 if batch.steps is None else batch.steps
         states = np.stack(
-            [self.process_state_batch(batch.state0), self.process_state_batch(batch.state1)]
-        ).astype(self._input_dtype, copy=False)
+            [self.process_state_batch(batch.state0), self.process_state_batch(batch.state1)],
+            dtype=self._input_dtype,
+            casting="unsafe",  # as astype: the network's input dtype decides
+        )
         columns = np.empty((len(batch.action), 4), dtype=np.float32)
         columns[:, 0] = batch.action
         columns[:, 1] = batch.reward
@@ -415,11 +418,6 @@ class DQNAgent(Agent):
         errors (``steps * batch_size``), and the weights acting reads as one flat vector."""
         gradient_steps = example_inputs[1].shape[0]
         acting_variables = self._q_function.variables
-        self._acting_layout, start = [], 0
-        for variable in acting_variables:
-            size = int(np.prod(variable.shape))
-            self._acting_layout.append((tuple(variable.shape), start, start + size))
-            start += size
 
         def gradient_step(states, columns, k):
             action = tf.cast(columns[k, :, 0], tf.int32)
@@ -675,6 +673,17 @@ def features_before_last_dense(model: keras.Model, units: str) -> tuple[Any, ker
         )
     features = layers[index - 1].output if index > 0 else model.inputs[0]
     return features, layers[index]
+
+
+def _flat_layout(variables: list) -> list[tuple[tuple[int, ...], int, int]]:
+    """``(shape, start, stop)`` of each variable in the vector of all of them flattened and
+    concatenated in order (how the training call hands back the weights acting reads)."""
+    layout, start = [], 0
+    for variable in variables:
+        size = int(np.prod(variable.shape))
+        layout.append((tuple(variable.shape), start, start + size))
+        start += size
+    return layout
 
 
 def _check_model(model, window_length: int) -> None:
