@@ -47,7 +47,6 @@ from kerasdqn._env_checks import shape_matches
 from kerasdqn._files import atomic_path, check_path, check_room_for, check_writable
 from kerasdqn._version import __version__
 from kerasdqn.checkpoint import _write_memory, json_attribute
-from kerasdqn.inference import NumpyQFunction
 from kerasdqn.layers import DuelingCombine, NoisyDense, dense_like
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory
 from kerasdqn.policy import (
@@ -160,12 +159,10 @@ def _memory_class_name(memory) -> str:
 
 def agent_config(agent) -> dict[str, Any]:
     """``agent.get_config()`` plus the constructor arguments it leaves out."""
-    # A distributional agent's acting evaluator wraps the one that runs the network.
-    evaluator = getattr(agent._q_function, "network_function", agent._q_function)
     return {
         **agent.get_config(),
         "jit_compile": agent.jit_compile,
-        "fast_acting": isinstance(evaluator, NumpyQFunction),
+        "fast_acting": agent.fast_acting,
     }
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kerasdqn import DQNAgent, EpsGreedyQPolicy, SequentialMemory
+from kerasdqn.inference import SmallBatchNumpyQFunction
 from kerasdqn.targets import soft_update
 
 GAMMA = 0.5
@@ -169,28 +170,36 @@ def test_soft_target_update_follows_every_gradient_step(gradient_steps):
 
 
 @pytest.mark.parametrize("gradient_steps", [1, 2])
-def test_acting_reads_the_weights_the_last_gradient_step_wrote(gradient_steps):
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_acting_reads_the_weights_the_last_gradient_step_wrote(gradient_steps, network):
     memory = hand_built_memory()
-    model = keras.Sequential(
-        [
-            keras.Input((1, 3)),
+    if network == "mlp":
+        layers = [keras.layers.Flatten(), keras.layers.Dense(5, activation="relu")]
+    else:  # acting runs this one on NumPy for one state, compiled for several
+        layers = [
+            keras.layers.Reshape((1, 3, 1)),
+            keras.layers.Conv2D(4, (1, 2), activation="relu"),
             keras.layers.Flatten(),
-            keras.layers.Dense(5, activation="relu"),
-            keras.layers.Dense(2),
         ]
-    )
+    model = keras.Sequential([keras.Input((1, 3)), *layers, keras.layers.Dense(2)])
     agent = DQNAgent(
         model, nb_actions=2, memory=memory, batch_size=2, gradient_steps=gradient_steps
     )
     agent.compile(keras.optimizers.SGD(learning_rate=0.5))
+    assert isinstance(agent._q_function, SmallBatchNumpyQFunction) == (network == "cnn")
     states = np.random.default_rng(0).normal(size=(6, 1, 3)).astype(np.float32)
     before = agent.compute_batch_q_values(states)
+    one_before = agent.compute_q_values(states[0])
 
     agent.learn(memory.batch_at(np.array([0, 2, 4, 5])[: 2 * gradient_steps]))
 
     after = agent.compute_batch_q_values(states)
+    expected = keras.ops.convert_to_numpy(agent.model(states))
     assert not np.allclose(after, before)
-    np.testing.assert_allclose(after, keras.ops.convert_to_numpy(agent.model(states)), atol=1e-5)
+    np.testing.assert_allclose(after, expected, atol=1e-5)
+    one_after = agent.compute_q_values(states[0])
+    assert not np.allclose(one_after, one_before)
+    np.testing.assert_allclose(one_after, expected[0], atol=1e-5)
 
 
 def test_hard_target_update_copies_when_the_step_is_a_multiple_of_the_interval():

@@ -4,12 +4,22 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdqn.inference import CompiledQFunction, NumpyQFunction, make_q_function
+from kerasdqn.inference import (
+    CompiledQFunction,
+    NumpyQFunction,
+    SmallBatchNumpyQFunction,
+    make_q_function,
+)
 from kerasdqn.layers import DuelingCombine
+from kerasdqn.networks import nature_cnn
 
 
 def states(shape, n=16, seed=0):
     return np.random.default_rng(seed).normal(size=(n,) + shape).astype(np.float32)
+
+
+def frames(shape, n=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n,) + shape, dtype=np.uint8)
 
 
 def keras_q(model, x):
@@ -52,17 +62,69 @@ def test_numpy_evaluation_of_a_dueling_head_matches_keras(dueling_type):
 def test_a_network_numpy_cannot_evaluate_falls_back_to_a_compiled_call():
     model = keras.Sequential(
         [
-            keras.Input((2, 6, 6)),
-            keras.layers.Permute((2, 3, 1)),
-            keras.layers.Conv2D(4, 3),
+            keras.Input((6, 6, 2)),
+            keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
             keras.layers.Dense(2),
         ]
     )
     q_function = make_q_function(model)
     assert isinstance(q_function, CompiledQFunction)
-    x = states((2, 6, 6))
+    x = states((6, 6, 2))
     np.testing.assert_allclose(q_function(x), keras_q(model, x), rtol=1e-5, atol=1e-6)
+
+
+def small_convolutional_network(padding, strides):
+    """uint8 frames ``(window, height, width)`` scaled and moved channels-last, then two
+    convolutions of odd sizes: what NumPy's patches must get exactly right."""
+    return keras.Sequential(
+        [
+            keras.Input((3, 11, 9), dtype="uint8"),
+            keras.layers.Rescaling(1 / 255.0, offset=-0.5),
+            keras.layers.Permute((2, 3, 1)),
+            keras.layers.Conv2D(4, (3, 2), strides=strides, padding=padding, activation="relu"),
+            keras.layers.Conv2D(5, 2, padding=padding, use_bias=False, activation="tanh"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [1, 2, (2, 3)])
+def test_numpy_evaluation_of_convolutions_matches_keras(padding, strides):
+    model = small_convolutional_network(padding, strides)
+    x = frames((3, 11, 9))
+    np.testing.assert_allclose(NumpyQFunction(model)(x), keras_q(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_convolutional_network_acts_on_numpy_one_state_at_a_time_and_compiled_beyond():
+    model = nature_cnn(nb_actions=4)
+    q_function = make_q_function(model)
+    assert isinstance(q_function, SmallBatchNumpyQFunction)
+    one, several = frames((4, 84, 84), n=1), frames((4, 84, 84), n=3, seed=1)
+    np.testing.assert_allclose(q_function(one), keras_q(model, one), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(q_function(several), keras_q(model, several), rtol=1e-4, atol=1e-6)
+    assert q_function.variables == []  # the training call hands nothing back for it
+
+
+def test_the_convolutional_numpy_copy_is_read_again_after_a_refresh():
+    model = small_convolutional_network("valid", 1)
+    q_function = make_q_function(model)
+    x = frames((3, 11, 9), n=1)
+    before = q_function(x)
+    model.set_weights([weight * 2 for weight in model.get_weights()])
+    np.testing.assert_array_equal(q_function(x), before)
+    q_function.refresh()
+    np.testing.assert_allclose(q_function(x), keras_q(model, x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(q_function(x), before)
+
+
+def test_a_layer_numpy_would_get_wrong_is_refused():
+    dilated = keras.Sequential(
+        [keras.Input((7, 7, 1)), keras.layers.Conv2D(2, 2, dilation_rate=2), keras.layers.Flatten()]
+    )
+    assert isinstance(make_q_function(dilated), CompiledQFunction)
 
 
 def test_the_numpy_copy_changes_only_when_refreshed():

@@ -64,7 +64,8 @@ class DQNAgent(Agent):
         n_step: learn from n-step returns: ``r_0 + ... + gamma^(n-1) r_(n-1) + gamma^n
             max_a Q_target(s_n, a)``, cut short at episode ends; 1 is plain DQN.
         seed: seeds exploration and replay sampling (see ``Agent``).
-        fast_acting: evaluate the network with NumPy for acting when its layers allow it.
+        fast_acting: evaluate the network with NumPy for acting when its layers allow it (a
+            convolutional network for one state at a time; see ``kerasdqn.inference``).
         jit_compile: compile the training function with XLA (and acting, for a network the
             NumPy fast path cannot evaluate, such as a CNN).
     """
@@ -129,7 +130,8 @@ class DQNAgent(Agent):
 
         _check_model(model, self.memory.window_length)
         self._check_output(model)
-        self._build_networks(model, check_bool("fast_acting", fast_acting))
+        self.fast_acting = check_bool("fast_acting", fast_acting)
+        self._build_networks(model, self.fast_acting)
         self.target_update: TargetUpdate = target_update_for(self.target_model_update)
         self.policy = EpsGreedyQPolicy() if policy is None else policy
         self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
