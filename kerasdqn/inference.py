@@ -11,9 +11,10 @@ when it is built.
 
 Convolutions are one matrix product each over the patches of the input (a strided view, copied
 once by the product's reshape). For one state this beats a compiled call, whose fixed cost is
-most of an Atari network's: about 0.4 against 0.9 ms for the Nature CNN on two cores. For
-batches of states a compiled call wins, so a convolutional network's NumPy evaluator hands
-batches larger than ``NUMPY_CONV_BATCH`` to the compiled function.
+most of an Atari network's: for the Nature CNN on two cores about 0.4 against 0.8 ms alone, and
+0.7 against 0.9-1.1 ms per action in ``benchmarks/bench_atari.py``. For batches of states a
+compiled call wins, so a convolutional network's NumPy evaluator hands batches larger than
+``NUMPY_CONV_BATCH`` to the compiled function.
 
 A network with a ``NoisyDense`` layer always takes the compiled function: the layer draws fresh
 noise from its seed generator at every call, which a copy of its weights would not.
