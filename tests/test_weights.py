@@ -194,10 +194,26 @@ def test_load_copies_the_weights_into_the_target_network(tmp_path):
     )
 
 
-def test_acting_uses_the_loaded_weights_at_once(tmp_path):
-    source, fresh = make_agent(), make_agent()
+def small_cnn():
+    """A convolutional network on the same states, which acts on NumPy one state at a time."""
+    return keras.Sequential(
+        [
+            keras.Input((1, 4)),
+            keras.layers.Reshape((1, 4, 1)),
+            keras.layers.Conv2D(3, (1, 2), activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_acting_uses_the_loaded_weights_at_once(tmp_path, network):
+    model = (lambda: None) if network == "mlp" else small_cnn
+    source, fresh = make_agent(model()), make_agent(model())
     randomize(source, seed=5)
     randomize(fresh, seed=6)
+    fresh.compute_q_values(STATES[0])  # acting has read the old weights
     path = tmp_path / "weights.h5"
     source.save_weights(path)
 
