@@ -200,7 +200,7 @@ class SequentialMemory:
         observation = self._checked("observation", observation)
         next_observation = self._checked("next_observation", next_observation)
         writer = self._stream(stream)
-        if writer.awaiting_action and self._is_stored(writer.newest):
+        if writer.awaiting_action and self._outlives_next_write(writer.newest):
             position = writer.newest % self.limit
             if not np.array_equal(self._observations[position], observation):
                 raise ValueError(
@@ -281,7 +281,7 @@ class SequentialMemory:
             self._nb_transitions -= int(self._has_next[position])
         else:
             self._nb_entries += 1
-        linked = writer.in_episode and self._is_stored(writer.newest)
+        linked = writer.in_episode and self._outlives_next_write(writer.newest)
         if self._previous is None and writer.newest != serial - 1:
             if linked or self.ignore_episode_boundaries:
                 self._store_links()
@@ -290,7 +290,9 @@ class SequentialMemory:
         self._rewards[position] = 0.0
         self._terminated[position] = False
         self._has_next[position] = False
-        self._episode_start[position] = not writer.in_episode
+        # A stream whose newest entry the ring has evicted starts over here: stacking must not
+        # reach into the entries before this one, which belong to other streams.
+        self._episode_start[position] = not linked
         if self._previous is not None:
             self._previous[position] = writer.newest
             self._next[position] = NONE
@@ -324,6 +326,12 @@ class SequentialMemory:
 
     def _is_stored(self, serial: int) -> bool:
         return serial != NONE and serial >= self._nb_written - self._nb_entries
+
+    def _outlives_next_write(self, serial: int) -> bool:
+        """Whether entry ``serial`` is stored and stays so through the next write, which
+        evicts the oldest entry once the ring is full (with several streams, that can be a
+        stream's newest entry)."""
+        return self._is_stored(serial) and serial > self._nb_written - self.limit
 
     # ------------------------------------------------------------------ reading
 

@@ -573,7 +573,7 @@ def test_n_step_next_state_windows_stack_the_frames_before_it():
 
 def stream_episodes(nb_streams, nb_steps, seed):
     """Per stream, a list of transitions (o, a, r, o', terminated, truncated) over random
-    episodes; observation ids [1000 * stream + t] are unique."""
+    episodes; observation ids [1000 * stream + t + 1] are unique and never a zero frame."""
     rng = np.random.default_rng(seed)
     streams = []
     for stream in range(nb_streams):
@@ -581,7 +581,7 @@ def stream_episodes(nb_streams, nb_steps, seed):
         for _ in range(nb_steps):
             end = rng.random()
             terminated, truncated = end < 0.1, 0.1 <= end < 0.15
-            o, o_next = [1000.0 * stream + t], [1000.0 * stream + t + 1]
+            o, o_next = [1000.0 * stream + t + 1], [1000.0 * stream + t + 2]
             transitions.append((o, t % 3, float(t), o_next, terminated, truncated))
             t += 2 if terminated or truncated else 1  # a new episode starts at a new id
         streams.append(transitions)
@@ -663,6 +663,69 @@ def test_interleaved_streams_after_wrap_around_sample_only_real_transitions():
             reference.append_transition(*transitions[step], stream=index)
     assert memory.nb_entries == 57
     assert transition_set(memory, n_step=1) <= transition_set(reference, n_step=1)
+
+
+def test_a_stream_continuing_from_the_oldest_entry_of_a_full_ring_keeps_its_transition():
+    # Stream 0 waits while stream 1 fills the ring, so stream 0's newest entry ([1]) is the one
+    # the next write evicts. Its next transition is stored whole, with [1] written again.
+    memory = SequentialMemory(4)
+    memory.append_transition([0.0], 0, 1.0, [1.0], terminated=False, stream=0)
+    memory.append_transition([10.0], 0, 1.0, [11.0], terminated=False, stream=1)
+    memory.append_transition([11.0], 0, 1.0, [12.0], terminated=False, stream=1)
+    memory.append_transition([1.0], 1, 5.0, [2.0], terminated=False, stream=0)
+    batch = memory.batch_at(memory.transition_positions())
+    stored = sorted(zip(batch.state0.ravel(), batch.action, batch.reward, batch.state1.ravel()))
+    assert stored == [(1.0, 1, 5.0, 2.0), (11.0, 0, 1.0, 12.0)]
+    assert memory.nb_transitions == 2
+
+
+def test_a_stream_whose_newest_entry_was_evicted_stacks_no_frames_of_other_streams():
+    memory = SequentialMemory(3, window_length=3)
+    memory.append_transition(obs(1), 2, -1.0, obs(2), terminated=False, stream=2)
+    memory.append_transition(obs(3), 2, -2.0, obs(4), terminated=False, stream=1)
+    memory.append_transition(obs(4), 3, 0.0, obs(5), terminated=False, stream=1)  # evicts obs 2
+    memory.append_transition(obs(2), 0, -3.0, obs(6), terminated=False, stream=2)
+    batch = memory.batch_at(memory.transition_positions())
+    np.testing.assert_array_equal(batch.state0, windows((0, 0, 2)))
+    np.testing.assert_array_equal(batch.state1, windows((0, 2, 6)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streams_at_uneven_rates_through_a_small_ring_hold_only_real_transitions(seed):
+    # A stream that falls behind (a slow actor) sees the others evict its newest entries.
+    # After every write, each stored transition must be one the stream really made, its
+    # stacked frames the stream's own (or zero padding where older frames are gone).
+    rng = np.random.default_rng(seed)
+    streams = stream_episodes(nb_streams=3, nb_steps=60, seed=seed)
+    memory = SequentialMemory(5, window_length=3)
+    reference = SequentialMemory(1000, window_length=3)
+    next_step = [0, 0, 0]
+    while min(next_step) < 60:
+        stream = int(rng.choice(3, p=[0.2, 0.4, 0.4]))
+        if next_step[stream] == 60:
+            continue
+        transition = streams[stream][next_step[stream]]
+        memory.append_transition(*transition, stream=stream)
+        reference.append_transition(*transition, stream=stream)
+        next_step[stream] += 1
+        assert_only_real_transitions(memory, reference)
+
+
+def assert_only_real_transitions(memory: SequentialMemory, reference: SequentialMemory) -> None:
+    """Each transition ``memory`` holds is the one ``reference`` (which kept everything) holds
+    from the same observation, up to zero frames before the frames still stored."""
+    real, stored = (m.batch_at(m.transition_positions(), 3, 0.5) for m in (reference, memory))
+    by_start = {state[-1, 0]: i for i, state in enumerate(real.state0)}
+    for i, state in enumerate(stored.state0):
+        j = by_start[state[-1, 0]]
+        for column in ("action", "reward", "steps", "terminal1"):
+            assert getattr(stored, column)[i] == getattr(real, column)[j], column
+        for name in ("state0", "state1"):
+            frames, true_frames = getattr(stored, name)[i], getattr(real, name)[j]
+            padded = ~frames.any(axis=1)
+            assert padded.tolist() == sorted(padded.tolist(), reverse=True), name
+            np.testing.assert_array_equal(frames[~padded], true_frames[~padded])
+    assert memory.nb_transitions == len(stored.action)
 
 
 def test_a_transition_that_does_not_continue_its_stream_is_refused():

@@ -134,6 +134,20 @@ def test_the_newest_entry_of_each_stream_has_no_priority_until_its_next_observat
     assert set(sampled.tolist()) == set(positive.tolist())
 
 
+def test_a_stream_that_fell_a_whole_ring_behind_gets_no_transition_from_an_evicted_entry():
+    # Streams 0 and 1 fill a ring of 4 while stream 2's newest entry becomes the oldest.
+    memory = exact_memory(limit=4)
+    memory.append_transition(obs(1), 0, 0.0, obs(2), terminated=False, stream=2)
+    memory.append_transition(obs(10), 0, 0.0, obs(11), terminated=False, stream=1)
+    memory.append_transition(obs(11), 0, 0.0, obs(12), terminated=False, stream=1)
+    memory.append_transition(obs(2), 1, 5.0, obs(3), terminated=False, stream=2)
+    positive = np.flatnonzero(memory.priorities > 0)
+    np.testing.assert_array_equal(positive, memory.transition_positions())
+    batch = memory.batch_at(positive)
+    assert sorted(batch.reward.tolist()) == [0.0, 5.0]
+    assert not any(np.array_equal(s0, s1) for s0, s1 in zip(batch.state0, batch.state1))
+
+
 def test_an_overwritten_position_loses_its_priority_and_its_new_transition_gets_the_max():
     memory = exact_memory(limit=6)
     add_steps(memory, range(1, 7))  # positions 0..5; 5 is the newest, 0..4 start transitions
