@@ -48,7 +48,7 @@ class SumTree:
 
     def __getitem__(self, positions: Any) -> Any:
         """The priority of the leaf at ``positions`` (an int: a float; an array: an array)."""
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = _whole_numbers(positions)
         if positions.size and (positions.min() < 0 or positions.max() >= self.capacity):
             raise IndexError(f"positions: expected leaves in [0, {self.capacity})")
         return self._nodes[positions + self._first_leaf]
@@ -60,7 +60,7 @@ class SumTree:
     def update(self, positions: Any, priorities: Any) -> None:
         """Set the priorities of the leaves at ``positions`` (where a position repeats, its
         last priority is kept) and recompute the sums above them."""
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        positions = _whole_numbers(positions).reshape(-1)
         priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
         if positions.shape != priorities.shape:
             raise ValueError(
@@ -88,6 +88,8 @@ class SumTree:
     def set(self, position: int, priority: float) -> None:
         """Set one leaf's priority and the sums above it: what a replay memory does at each
         write, where a plain loop costs less than NumPy's per-call overhead."""
+        if not isinstance(position, (int, np.integer)) or isinstance(position, bool):
+            raise TypeError(f"position: expected a whole number, got {position!r}")
         if not 0 <= position < self.capacity:
             raise ValueError(f"position: expected a leaf in [0, {self.capacity}), got {position}")
         if not (math.isfinite(priority) and priority >= 0.0):
@@ -157,3 +159,12 @@ class SumTree:
 def _check_priorities(priorities: np.ndarray) -> None:
     if not (np.isfinite(priorities).all() and priorities.min() >= 0.0):
         raise ValueError("priorities: expected finite numbers >= 0")
+
+
+def _whole_numbers(positions: Any) -> np.ndarray:
+    """``positions`` as int64 leaves; fractional or boolean positions are refused rather than
+    truncated to some other leaf."""
+    array = np.asarray(positions)
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"positions: expected whole numbers, got {array.dtype} values")
+    return array.astype(np.int64, copy=False)

@@ -139,6 +139,22 @@ def test_bad_input_is_refused_naming_the_argument(call, message):
     assert tree.total == 4.0
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda tree: tree.update([1.7], [5.0]),
+        lambda tree: tree.update([True], [5.0]),
+        lambda tree: tree.set(1.5, 5.0),
+        lambda tree: tree[0.9],
+    ],
+)
+def test_a_fractional_position_is_refused_not_truncated_to_another_leaf(call):
+    tree = tree_of([1.0, 2.0, 0.0, 1.0])
+    with pytest.raises(TypeError, match="position.*whole number"):
+        call(tree)
+    assert tree.priorities().tolist() == [1.0, 2.0, 0.0, 1.0]
+
+
 def test_an_empty_tree_refuses_to_sample():
     with pytest.raises(ValueError, match="no positive priority"):
         SumTree(8).find([0.0])
