@@ -91,6 +91,17 @@ def test_projection_matches_the_reference_on_random_distributions(atoms):
     np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_atoms_that_land_on_atoms_keep_all_their_mass_on_the_51_atom_support():
+    # Dopamine's support: -10..10 in steps of 0.4, which float32 does not hold exactly.
+    support = np.linspace(-10, 10, 51, dtype=np.float32)
+    next_probs = random_distributions(np.random.default_rng(1), 3, 51)
+    projected = project(next_probs, [0.0, 0.4, -0.8], [1.0, 1.0, 1.0], support)
+    np.testing.assert_array_equal(projected[0], next_probs[0])  # Z(s') itself
+    np.testing.assert_allclose(projected[1, 1:-1], next_probs[1, :-2], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(projected[2, 1:-2], next_probs[2, 3:], rtol=1e-6, atol=0)
+    assert projected[1, 0] == 0.0 and projected[2, -2:].tolist() == [0.0, 0.0]
+
+
 def test_the_projection_passes_no_gradient():
     probs = tf.Variable([[0.1, 0.2, 0.3, 0.25, 0.15]])
     with tf.GradientTape() as tape:

@@ -107,6 +107,10 @@ def distributions_of_actions(distributions: tf.Tensor, actions: tf.Tensor) -> tf
     return tf.gather(distributions, actions, axis=1, batch_dims=1)
 
 
+# How close (in atom spacings) a moved atom must be to an atom to count as landing on it.
+ON_ATOM_TOLERANCE = 1e-4
+
+
 def categorical_projection(
     next_probs: tf.Tensor, rewards: tf.Tensor, discounts: tf.Tensor, support: tf.Tensor
 ) -> tf.Tensor:
@@ -125,6 +129,10 @@ def categorical_projection(
     delta_z = (v_max - v_min) / (nb_atoms - 1)
     moved = rewards[:, tf.newaxis] + discounts[:, tf.newaxis] * support[tf.newaxis, :]
     position = (tf.clip_by_value(moved, v_min, v_max) - v_min) / delta_z  # b_i in [0, N - 1]
+    # float32 rounding leaves a value on an atom a few 1e-6 off it: snap it back, so that all
+    # of its mass goes to that atom.
+    whole = tf.round(position)
+    position = tf.where(tf.abs(position - whole) < ON_ATOM_TOLERANCE, whole, position)
     # Atom i gives atom j the share max(0, 1 - |b_i - j|): (u - b) to l = floor(b), (b - l) to
     # u = ceil(b), and 1 to j = b when b is whole (l == u).
     atoms = tf.range(nb_atoms, dtype=position.dtype)
