@@ -93,6 +93,9 @@ def save_checkpoint(
         write_weights_group(handle.create_group("online"), agent.model)
         write_weights_group(handle.create_group("target"), agent.target_model)
         _write_variables(handle.create_group("optimizer"), agent.optimizer.variables)
+        noise = noise_states(agent)
+        if noise:
+            _write_variables(handle.create_group("noise"), noise)
         _write_memory(handle.create_group("memory"), memory, compression)
         if pending_observation is not None:
             handle["pending_observation"] = np.asarray(pending_observation)
@@ -153,8 +156,9 @@ def _read_checkpoint(handle: h5py.File, agent, source: str) -> dict[str, Any]:
         "online": read_weights_group(_group(handle, "online", source), agent.model, source),
         "target": read_weights_group(_group(handle, "target", source), agent.target_model, source),
         "optimizer": _read_variables(
-            _group(handle, "optimizer", source), agent.optimizer.variables, source
+            _group(handle, "optimizer", source), agent.optimizer.variables, source, "optimizer"
         ),
+        "noise": _read_noise(handle, agent, source),
         "memory": _read_memory(_group(handle, "memory", source), agent, version, source),
         "pending_observation": _read_pending(handle, agent, source),
     }
@@ -261,7 +265,7 @@ def _observation_shape(agent) -> tuple | None:
 
 def _apply(agent, state: dict[str, Any]) -> None:
     """Put the checked state in place, the memory's aside (already restored)."""
-    for variable, value in state["online"] + state["target"] + state["optimizer"]:
+    for variable, value in state["online"] + state["target"] + state["optimizer"] + state["noise"]:
         variable.assign(value)
     agent.step = state["step"]
     agent.episode = state["episode"]
@@ -346,20 +350,47 @@ def _write_variables(group: h5py.Group, variables: list) -> None:
         group.create_dataset(str(index), data=np.asarray(variable.numpy()))
 
 
-def _read_variables(group: h5py.Group, variables: list, source: str) -> list:
+def noise_states(agent) -> list:
+    """The random-number states of the networks' noisy layers (``NoisyDense`` seed
+    generators), online then target: restoring them makes a noisy agent resume with the very
+    noise it would have drawn."""
+    states = []
+    for model in (agent.model, agent.target_model):
+        weights = {id(weight) for weight in model.weights}
+        states += [variable for variable in model.variables if id(variable) not in weights]
+    return states
+
+
+def _read_noise(handle: h5py.File, agent, source: str) -> list:
+    """The noise states, if the checkpoint holds them (one written before they were saved
+    resumes with the agent's own noise)."""
+    if "noise" not in handle:
+        return []
+    return _read_variables(_group(handle, "noise", source), noise_states(agent), source, "noise")
+
+
+_SUGGESTIONS = {
+    "optimizer": "compile it with the same optimizer",
+    "noise": "build it with the same noisy layers",
+}
+
+
+def _read_variables(group: h5py.Group, variables: list, source: str, part: str) -> list:
+    """Pairs ``(variable, array)`` from a group ``_write_variables`` wrote, shapes checked;
+    ``part`` names it in errors (``"optimizer"`` or ``"noise"``)."""
     paths = json_attribute(group, "paths", source)
     if not isinstance(paths, list) or len(paths) != len(variables):
         count = len(paths) if isinstance(paths, list) else "no list of"
         raise ValueError(
-            f"{source!r}: the optimizer state has {count} variables but this agent's "
-            f"optimizer has {len(variables)}: compile it with the same optimizer"
+            f"{source!r}: the {part} state has {count} variables but this agent has "
+            f"{len(variables)}: {_SUGGESTIONS[part]}"
         )
     pairs = []
     for index, variable in enumerate(variables):
-        value = read_array(group, str(index), source, "optimizer")
+        value = read_array(group, str(index), source, part)
         if value.shape != tuple(variable.shape):
             raise ValueError(
-                f"{source!r}: optimizer variable {paths[index]!r} has shape {value.shape}, "
+                f"{source!r}: {part} variable {paths[index]!r} has shape {value.shape}, "
                 f"but {variable.path!r} has {tuple(variable.shape)}"
             )
         pairs.append((variable, value))

@@ -6,6 +6,9 @@ python tests/resume_job.py resume STEPS CHECKPOINT_DIR OUT.h5
                                                           load, train STEPS, save weights
 python tests/resume_job.py until-signal CHECKPOINT_DIR LOG.json
                                                           train until SIGINT or SIGTERM
+
+With RESUME_JOB_NOISY=1 in the environment, the network's layers are NoisyDense and the agent
+acts greedily on it.
 """
 
 import os
@@ -25,10 +28,12 @@ from kerasdqn import (  # noqa: E402
     DQNAgent,
     EpsGreedyQPolicy,
     FileLogger,
+    GreedyQPolicy,
     LinearAnnealedPolicy,
     SequentialMemory,
     build_mlp,
 )
+from kerasdqn.layers import NoisyDense  # noqa: E402
 
 EPISODE_LENGTH = 50
 
@@ -55,9 +60,21 @@ class Drift(gymnasium.Env):
 
 def build_agent() -> DQNAgent:
     keras.utils.set_random_seed(1)
-    policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.05, 0.0, nb_steps=1500)
+    if os.environ.get("RESUME_JOB_NOISY") == "1":
+        model = keras.Sequential(
+            [
+                keras.Input((2, 2)),
+                keras.layers.Flatten(),
+                NoisyDense(32, activation="relu"),
+                NoisyDense(2),
+            ]
+        )
+        policy = GreedyQPolicy()
+    else:
+        model = build_mlp((2, 2), 2, (32, 32))
+        policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.05, 0.0, nb_steps=1500)
     agent = DQNAgent(
-        build_mlp((2, 2), 2, (32, 32)),
+        model,
         nb_actions=2,
         policy=policy,
         memory=SequentialMemory(limit=600, window_length=2),
