@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdqn import DQNAgent, GreedyQPolicy, NoisyDense, SequentialMemory
+from kerasdqn import DQNAgent, EpsGreedyQPolicy, GreedyQPolicy, NoisyDense, SequentialMemory
 from kerasdqn.inference import CompiledQFunction, make_q_function
 from kerasdqn.memory import TransitionBatch
 
@@ -254,6 +254,16 @@ def test_each_gradient_step_draws_fresh_noise():
     assert len(set(losses)) == 3  # the weights stay put (lr = 0), so only the noise moved
     for before, after in zip(weights, agent.model.get_weights()):
         np.testing.assert_array_equal(before, after)
+
+
+def test_a_noisy_network_acts_greedily_by_default_and_a_plain_one_explores():
+    nested = keras.Sequential([keras.Input((1, 4)), keras.Sequential([noisy_model()])])
+    for model in (noisy_model(), nested):
+        agent = DQNAgent(model, nb_actions=2, memory=SequentialMemory(100))
+        assert type(agent.policy) is GreedyQPolicy
+    plain = keras.Sequential([keras.Input((1, 4)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    agent = DQNAgent(plain, nb_actions=2, memory=SequentialMemory(100))
+    assert type(agent.policy) is EpsGreedyQPolicy and agent.policy.eps == 0.1
 
 
 def test_target_network_draws_its_own_noise():

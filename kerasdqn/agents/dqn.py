@@ -42,7 +42,9 @@ class DQNAgent(Agent):
     Args:
         model: a built Keras model from states of shape ``(window_length,) +
             observation_shape`` to ``nb_actions`` Q values (linear output).
-        policy: exploration policy while training (default ``EpsGreedyQPolicy(eps=0.1)``).
+        policy: exploration policy while training (default ``EpsGreedyQPolicy(eps=0.1)``,
+            or ``GreedyQPolicy()`` for a network with ``NoisyDense`` layers, whose noise
+            explores).
         test_policy: policy while testing (default ``GreedyQPolicy()``).
         enable_double_dqn: pick the next action with the online network (Double DQN).
         enable_dueling_network: replace the model's last Dense layer by a dueling head.
@@ -133,7 +135,9 @@ class DQNAgent(Agent):
         self.fast_acting = check_bool("fast_acting", fast_acting)
         self._build_networks(model, self.fast_acting)
         self.target_update: TargetUpdate = target_update_for(self.target_model_update)
-        self.policy = EpsGreedyQPolicy() if policy is None else policy
+        if policy is None:
+            policy = GreedyQPolicy() if has_noisy_layers(model) else EpsGreedyQPolicy()
+        self.policy = policy
         self.test_policy = GreedyQPolicy() if test_policy is None else test_policy
         self._learn_functions: dict[int, CompiledCall] = {}
         self.recent_observation = None
@@ -639,6 +643,15 @@ class DQNAgent(Agent):
             "n_step": self.n_step,
             "memory": self.memory.get_config(),
         }
+
+
+def has_noisy_layers(model: keras.Model) -> bool:
+    """Whether ``model`` (or a model nested in it) holds a ``NoisyDense`` layer."""
+    return any(
+        isinstance(layer, NoisyDense)
+        or (isinstance(layer, keras.Model) and has_noisy_layers(layer))
+        for layer in model.layers
+    )
 
 
 def add_dueling_head(model: keras.Model, nb_actions: int, dueling_type: str) -> keras.Model:
