@@ -8,12 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium
 import h5py
 import keras
 import numpy as np
 import pytest
 
 from kerasdqn import DQNAgent, SequentialMemory, build_mlp
+from kerasdqn.callbacks import Callback
 
 JOB = str(Path(__file__).with_name("resume_job.py"))
 
@@ -138,6 +140,40 @@ def test_an_episode_cut_by_a_checkpoint_ends_there_as_a_truncation(trained, tmp_
     after = fresh.memory.get_state()
     assert after["episode_start"][(after["nb_written"] - 1) % fresh.memory.limit]
     assert not after["has_next"][newest]
+
+
+class StopAt(Callback):
+    """Raises once the agent reaches ``step``, as a crash would."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.stop_step = step
+
+    def on_step_end(self, step, logs=None):
+        if self.model.step >= self.stop_step:
+            raise RuntimeError("crash")
+
+
+def test_a_vector_run_that_crashed_mid_episode_resumes_on_one_environment(trained, tmp_path):
+    _, make = trained
+    agent = make()
+    envs = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make("CartPole-v1")] * 2)
+    envs.reset(seed=0)
+    with pytest.raises(RuntimeError, match="crash"):
+        agent.fit(
+            envs, 100, verbose=0, callbacks=[StopAt(15)], checkpoint_dir=tmp_path,
+            checkpoint_interval=10,
+        )  # fmt: skip
+    resumed = make()
+    resumed.load_checkpoint(tmp_path)
+    assert resumed.step == 10
+    stored = resumed.memory.nb_transitions
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=1)
+    resumed.fit(env, nb_steps=20, verbose=0)
+    # Twenty more transitions: none links the vector run's last observation to the
+    # environment's first (that would be a 21st).
+    assert resumed.memory.nb_transitions == stored + 20
 
 
 def test_a_checkpoint_of_a_different_agent_is_refused_and_changes_nothing(trained, tmp_path):
