@@ -549,7 +549,8 @@ class TensorBoard(Callback):
     The step axis is the agent's environment-step counter, which continues across ``fit``
     calls. Tags:
 
-    - ``episode/reward``, ``episode/length``, ``episode/epsilon``: once per episode.
+    - ``episode/reward``, ``episode/length``, ``episode/epsilon``: once per episode (the
+      epsilon in the episode's logs if they have one, as ``ApeX.fit``'s do: its actor's).
     - ``train/loss``, ``train/<metric>`` for each compiled metric, ``train/mean_q``: the mean
       over the training steps of the last ``update_freq`` environment steps.
     - ``train/steps_per_second``: environment steps per second over that stretch.
@@ -595,7 +596,8 @@ class TensorBoard(Callback):
         with self._writer.as_default(step=self.model.step):
             tf.summary.scalar("episode/reward", logs["episode_reward"])
             tf.summary.scalar("episode/length", logs["nb_episode_steps"])
-            epsilon = self.model.policy.epsilon
+            # An episode played elsewhere (``ApeX.fit``'s actors) reports its own epsilon.
+            epsilon = logs.get("epsilon", self.model.policy.epsilon)
             if epsilon is not None:
                 tf.summary.scalar("episode/epsilon", epsilon)
             if self.histogram_freq and (episode + 1) % self.histogram_freq == 0:

@@ -285,7 +285,8 @@ def _add_tune_command(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config_from_flags(args)  # bad settings are reported before TensorFlow starts
+    config = config_from_flags(args)  # bad settings are reported before TensorFlow starts
+    check_distributed_flags(args, config)
     if args.preset_used:
         print(f"Using the preset for {args.env_id}: {args.preset_used}")
     start_tensorflow(args.tf_log)
@@ -304,6 +305,36 @@ def run_train(args: argparse.Namespace) -> int:
     print(result.summary())
     print(f"Curves:      kerasdqn plot {args.logdir}")
     return result.exit_code
+
+
+def check_distributed_flags(args: argparse.Namespace, config: DQNConfig) -> None:
+    """Refuse, before TensorFlow or Ray starts, the Ape-X flags without --actors (they would
+    be ignored) and a distributional agent with --actors (the actors act on scalar Q values)."""
+    if not args.actors:
+        if args.envs_per_actor != 1:
+            raise UsageError(
+                "--envs-per-actor: only used with --actors N (Ape-X on Ray); for several "
+                "environments in this process, use --n-envs"
+            )
+        if args.ray_address is not None:
+            raise UsageError("--ray-address: only used with --actors N (Ape-X on Ray)")
+    elif config.distributional != "none":
+        preset = _preset_sets(args, "distributional")
+        raise UsageError(
+            f"--distributional {config.distributional}"
+            + (f" (set by the preset {preset})" if preset else "")
+            + ": --actors (Ape-X) supports only scalar Q values; add --distributional none, "
+            "or train without --actors"
+        )
+
+
+def _preset_sets(args: argparse.Namespace, name: str) -> str | None:
+    """The preset in use, if it sets the config field ``name``."""
+    from kerasdqn.presets import read_preset
+
+    if args.preset_used and name in read_preset(args.preset_used):
+        return args.preset_used
+    return None
 
 
 def run_test(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 ray = pytest.importorskip("ray")
 
 from kerasdqn import DQNAgent  # noqa: E402
-from kerasdqn.callbacks import Callback  # noqa: E402
+from kerasdqn.callbacks import Callback, TensorBoard  # noqa: E402
 from kerasdqn.config import DQNConfig  # noqa: E402
 from kerasdqn.distributed import (  # noqa: E402
     ActorSettings,
@@ -240,6 +240,98 @@ def test_importing_kerasdqn_does_not_import_ray():
     assert output.stdout.strip() == "False"
 
 
+# ------------------------------------------------------------------ refused before Ray starts
+
+
+def small_apex_agent(env_id="CartPole-v1", **config) -> DQNAgent:
+    config = DQNConfig(hidden=(16,), memory=1000, warmup=100, **config)
+    return build_apex_agent(gymnasium.make(env_id), config)
+
+
+@pytest.mark.parametrize("distributional", ["c51", "qr"])
+def test_distributional_agents_are_refused_naming_the_agent(distributional):
+    # The actors act on the network's outputs as Q values: a C51 or QR-DQN network's
+    # nb_actions * atoms outputs would give them actions the environment does not have.
+    agent = small_apex_agent(distributional=distributional)
+    expected = "agent: Ape-X supports a DQNAgent with scalar Q values"
+    with pytest.raises(TypeError, match=expected):
+        Learner(agent)
+    with pytest.raises(TypeError, match=expected):
+        ApeX(agent, "CartPole-v1", nb_actors=1)
+
+
+def test_an_env_the_agent_cannot_play_is_refused_naming_env():
+    agent = small_apex_agent()  # CartPole: 4 numbers observed, 2 actions
+    with pytest.raises(ValueError, match=r"env Acrobot-v1: .* 3 actions .* nb_actions=2"):
+        ApeX(agent, "Acrobot-v1", nb_actors=1)
+    with pytest.raises(ValueError, match=r"env Chain: observations have shape \(1,\)"):
+        ApeX(agent, Chain, nb_actors=1)
+
+
+@pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date")
+def test_checkpoint_of_another_env_id_is_refused_naming_both(tmp_path):
+    agent = small_apex_agent()
+    ApeX(agent, "CartPole-v1", nb_actors=1).save_checkpoint(tmp_path)
+    # CartPole-v0 has the same spaces: everything would load and the run go on, on v0.
+    other = ApeX(small_apex_agent(), "CartPole-v0", nb_actors=1)
+    with pytest.raises(ValueError, match="env: .* a run on 'CartPole-v1', not 'CartPole-v0'"):
+        other.load_checkpoint(tmp_path)
+    assert other.agent.step == 0
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"checkpoint_interval": 100}, ValueError, "checkpoint_interval: set checkpoint_dir too"),
+        ({"callbacks": "not a list"}, TypeError, "callbacks: expected a list of callbacks"),
+        ({"verbose": -3}, ValueError, "verbose: expected an integer >= 0"),
+        ({"checkpoint_dir": 123}, TypeError, "checkpoint_dir: expected a directory path"),
+        ({"checkpoint_dir": "CKPT", "checkpoint_interval": 0}, ValueError, "checkpoint_interval"),
+    ],
+)
+def test_fit_checks_its_arguments_before_starting_the_actors(
+    arguments, error, message, tmp_path, monkeypatch
+):
+    apex = ApeX(small_apex_agent(), "CartPole-v1", nb_actors=1)
+    if "checkpoint_dir" in arguments and isinstance(arguments["checkpoint_dir"], str):
+        arguments["checkpoint_dir"] = tmp_path / arguments["checkpoint_dir"]
+
+    def start_actors():
+        pytest.fail("the actors were started before the arguments were checked")
+
+    monkeypatch.setattr(apex, "start_actors", start_actors)
+    with pytest.raises(error, match=message):
+        apex.fit(100, **arguments)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--envs-per-actor", "4"], "--envs-per-actor: only used with --actors N"),
+        (["--ray-address", "auto"], "--ray-address: only used with --actors N"),
+        (["--actors", "1", "--distributional", "qr"], "--distributional qr: --actors (Ape-X)"),
+        (
+            ["--actors", "1", "--preset", "rainbow"],
+            "--distributional c51 (set by the preset rainbow): --actors (Ape-X) supports only "
+            "scalar Q values",
+        ),
+    ],
+)
+def test_command_line_refuses_flags_ape_x_would_ignore_or_cannot_run(
+    flags, message, monkeypatch, capsys
+):
+    from kerasdqn import cli
+
+    def start_tensorflow(show_log):
+        pytest.fail("TensorFlow (and then Ray) was started before the flags were checked")
+
+    monkeypatch.setattr(cli, "start_tensorflow", start_tensorflow)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "CartPole-v1", *flags])
+    assert stop.value.code == 2
+    assert f"kerasdqn train: error: {message}" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ on Ray
 
 
@@ -250,10 +342,10 @@ def ray_here():
     ray.shutdown()
 
 
-def cartpole_apex(config=CARTPOLE, **options) -> ApeX:
+def cartpole_apex(config=CARTPOLE, nb_actors=2, **options) -> ApeX:
     keras.utils.set_random_seed(config.seed)
     agent = build_apex_agent(gymnasium.make("CartPole-v1"), config)
-    return ApeX(agent, "CartPole-v1", nb_actors=2, **options)
+    return ApeX(agent, "CartPole-v1", nb_actors=nb_actors, **options)
 
 
 def greedy_rewards(agent: DQNAgent, episodes: int) -> list[float]:
@@ -329,6 +421,85 @@ def test_killed_actor_is_restarted_and_the_run_goes_on(ray_here):
     assert apex.restarts == 1, f"{apex.restarts} restarts seen"
     assert apex.agent.step >= step + 2000
     assert set(history.history["actor"]) == {0, 1}  # the restarted actor contributes
+
+
+class ChunkLog:
+    """Records, for each chunk the learner stores, its actor's process (``instance``), the
+    weights version it was played with, and the version published when it arrived."""
+
+    def __init__(self, apex: ApeX) -> None:
+        self.apex, self.chunks = apex, []
+        ingest = apex.learner.ingest
+
+        def logged_ingest(chunk):
+            self.chunks.append((chunk.instance, chunk.weights_version, apex.weights_version))
+            ingest(chunk)
+
+        apex.learner.ingest = logged_ingest
+
+    def first_chunks(self) -> dict[str, tuple[int, int]]:
+        """Each actor process's first chunk: ``instance -> (its version, the published one)``."""
+        first = {}
+        for instance, version, published in self.chunks:
+            first.setdefault(instance, (version, published))
+        return first
+
+
+def test_a_restarted_actor_plays_its_first_chunk_with_the_current_weights(ray_here):
+    # Weights are published once, when the actors start: the killed actor had the current
+    # version, and Ray reruns the request it was given on the restarted one.
+    config = DQNConfig(steps=20_000, hidden=(16,), warmup=500)
+    apex = cartpole_apex(config, nb_actors=1, publish_interval=1_000_000)
+    chunks = ChunkLog(apex)
+    killer = KillActor(apex, index=0, after_step=300)
+    try:
+        apex.fit(600, callbacks=[killer])
+        deadline = time.monotonic() + 240  # Ray starts a new process for the killed actor
+        while not apex.restarts and time.monotonic() < deadline:
+            apex.fit(100)
+    finally:
+        apex.close()
+    assert apex.restarts == 1 and apex.weights_version == 1
+    first_chunks = chunks.first_chunks()
+    assert len(first_chunks) == 2  # the first process and the restarted one
+    # Not -1: the restarted process's networks, freshly initialised, never acted.
+    assert list(first_chunks.values()) == [(1, 1), (1, 1)]
+
+
+def test_fit_after_close_starts_new_actors_without_counting_restarts(ray_here):
+    apex = cartpole_apex(DQNConfig(steps=2000, hidden=(16,), warmup=100), nb_actors=1)
+    chunks = ChunkLog(apex)
+    try:
+        apex.fit(200)
+    finally:
+        apex.close()
+    try:
+        apex.fit(200)
+    finally:
+        apex.close()
+    assert apex.stats["restarts"] == 0 and apex.restarts == 0
+    # Two actor processes, one per fit, and the second too acted only with published weights.
+    assert len(chunks.first_chunks()) == 2
+    assert all(version >= 1 for _, version, _ in chunks.chunks)
+
+
+def test_tensorboard_logs_each_episode_with_the_epsilon_its_actor_played(ray_here, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    apex = cartpole_apex(DQNConfig(steps=2000, hidden=(16,), warmup=100), nb_actors=1)
+    tensorboard = TensorBoard(log_dir=tmp_path)
+    try:
+        history = apex.fit(300, callbacks=[tensorboard])
+    finally:
+        apex.close()
+        tensorboard.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    epsilons = [float(make_ndarray(e.tensor_proto)) for e in events.Tensors("episode/epsilon")]
+    # One actor: epsilon 0.4, not the learner's policy's (the learner does not act).
+    assert len(epsilons) == len(history.history["episode_reward"]) > 0
+    np.testing.assert_allclose(epsilons, 0.4)
 
 
 def test_checkpoint_resumes_the_run(ray_here, tmp_path):

@@ -213,8 +213,8 @@ class ActorWorker:
 
     def run_chunk(self, version: int, weights: tuple[list, list] | None = None) -> Chunk:
         """Take ``chunk_steps`` vector steps, first switching to ``weights``, the published
-        ``(online, target)`` weights of ``version``, if given."""
-        if weights is not None:
+        ``(online, target)`` weights of ``version``, if given and not those acted with."""
+        if weights is not None and version != self.weights_version:
             self.set_weights(weights, version)
         episodes: list[tuple[int, float, int]] = []
         env_steps = sum(self._step(episodes) for _ in range(self.settings.chunk_steps))

@@ -28,6 +28,7 @@ from kerasdqn._files import atomic_path
 from kerasdqn._signals import StopRequest
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.callbacks import CallbackList, History
+from kerasdqn.core import _checkpoint_callbacks
 from kerasdqn.distributed._ray import init_ray, require_ray
 from kerasdqn.distributed.actor import (
     ActorSettings,
@@ -43,7 +44,8 @@ STATE_NAME = "apex.json"  # beside the agent's checkpoint.h5 in a checkpoint dir
 
 
 class ApeX:
-    """Ape-X training of a ``DQNAgent`` whose memory is a ``PrioritizedMemory``.
+    """Ape-X training of a ``DQNAgent`` whose memory is a ``PrioritizedMemory``. The actors act
+    on scalar Q values, so distributional agents (C51, QR-DQN) are refused.
 
     Args:
         agent: the compiled learner agent; its ``gamma``, ``n_step``,
@@ -52,7 +54,8 @@ class ApeX:
             memory's ``window_length`` (the frames stacked into a state) apply.
         env: a gymnasium id (made by ``kerasdqn.envs.make_env``: an Atari game gets
             ``make_atari``'s pipeline) or a picklable function making one environment. Each
-            actor makes its own; one is made here first, so a bad id fails now.
+            actor makes its own; one is made here first and checked against the agent
+            (``agent.check_env``), so a bad id or a mismatched environment fails now.
         nb_actors: actor processes, each with epsilon ``0.4^(1 + 7 i / (N - 1))``.
         envs_per_actor: environments in each actor's ``SyncVectorEnv``.
         chunk_steps: vector steps an actor takes per chunk it sends.
@@ -75,7 +78,7 @@ class ApeX:
         custom_objects: dict | None = None,
     ) -> None:
         self.learner = Learner(agent)
-        make_env_factory(env)().close()  # fails here, not in actors Ray would restart
+        _check_env(agent, env)  # fails here, not in actors Ray would restart
         self.env = env
         self.publish_interval = check_int("publish_interval", publish_interval, minimum=1)
         check_int("seed", seed, minimum=0)
@@ -104,7 +107,6 @@ class ApeX:
         self.weights_version = 0
         self.stats: dict[str, float] = {}
         self._instances: dict[int, str] = {}  # each actor's current process
-        self._actor_versions: dict[int, int] = {}  # the weights each actor acts with
         self._pending: list = []  # chunk requests a finished fit left running
 
     @property
@@ -136,6 +138,7 @@ class ApeX:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
+        self._instances.clear()  # the next actors are new ones, not restarts of these
 
     def _publish(self) -> None:
         """Put the learner's weights in the object store as the next version."""
@@ -146,13 +149,13 @@ class ApeX:
         self._lag_seen = False
 
     def _request(self, index: int):
-        """Ask actor ``index`` for a chunk, sending the weights only if it lacks them. They go
-        as a top-level argument, which Ray keeps alive until the request is done, retries on
-        a restarted actor included."""
-        weights = None
-        if self._actor_versions.get(index) != self.weights_version:
-            weights = self._weights_ref
-        return self.actors[index].run_chunk.remote(self.weights_version, weights)
+        """Ask actor ``index`` for a chunk. Every request carries the current weights, which
+        the actor switches to if it acts with an older version. They go as a top-level
+        argument, which Ray keeps alive until the request is done and passes again when it
+        reruns the request on a restarted actor: that actor, whose networks are freshly
+        initialised, thus never acts or computes priorities with them. An actor that has the
+        version already only looks it up in its node's object store."""
+        return self.actors[index].run_chunk.remote(self.weights_version, self._weights_ref)
 
     # ------------------------------------------------------------------ training
 
@@ -178,10 +181,14 @@ class ApeX:
         ``checkpoint_interval`` environment steps and at the end. Ctrl-C or SIGTERM stops at
         the next chunk: the checkpoint is still written, and ``on_train_end``'s logs say
         ``interrupted_by`` (the signal's name, else None). Returns the ``History``.
+
+        The arguments are checked as ``Agent.fit`` checks them (``checkpoint_interval`` needs
+        ``checkpoint_dir``, which must be a writable directory path), before Ray or any actor
+        starts.
         """
         nb_steps = check_int("nb_steps", nb_steps, minimum=1)
-        if checkpoint_interval is not None:
-            check_int("checkpoint_interval", checkpoint_interval, minimum=1)
+        verbose = check_int("verbose", verbose, minimum=0)
+        _check_fit_arguments(self.agent, callbacks, checkpoint_dir, checkpoint_interval)
         if not self.actors:
             self.start_actors()
         history = History()
@@ -238,13 +245,11 @@ class ApeX:
             chunk = ray.get(ref)
         except ray.exceptions.RayActorError:
             self.learner.end_streams(self.settings[index].streams)
-            self._actor_versions.pop(index, None)
             return None
         if self._instances.setdefault(index, chunk.instance) != chunk.instance:
             self.restarts += 1
             self._instances[index] = chunk.instance
             self.learner.end_streams(self.settings[index].streams)
-        self._actor_versions[index] = chunk.weights_version
         return chunk
 
     def _absorb(self, index: int, chunk: Chunk, callback_list) -> None:
@@ -314,12 +319,14 @@ class ApeX:
 
     def load_checkpoint(self, directory: str | os.PathLike) -> None:
         """Continue the run ``save_checkpoint`` wrote to ``directory``; this ``ApeX`` must have
-        the same actor settings. Each actor stream's unfinished episode ends where it stood."""
+        the same environment id (where both runs name theirs by id) and actor settings. Each
+        actor stream's unfinished episode ends where it stood."""
         path = os.path.join(os.fspath(directory), STATE_NAME)
         if not os.path.isfile(path):
             raise ValueError(f"checkpoint_dir: no {STATE_NAME} in {os.fspath(directory)!r}")
         with open(path) as handle:
             state = json.load(handle)
+        self._check_saved_env(path, state.get("env"))
         saved = state.get("actors")
         if _actor_settings(saved) != self.settings:
             raise ValueError(
@@ -333,6 +340,36 @@ class ApeX:
             self.learner.end_streams(settings.streams)
         if self.actors:
             self._publish()
+
+    def _check_saved_env(self, path: str, saved_env: str | None) -> None:
+        """Refuse a checkpoint of a run on another environment id: with the same spaces, its
+        networks and replay would load and the run would go on, silently, on another task.
+        A run on an environment function saved no id, so there is nothing to compare."""
+        env = self.env if isinstance(self.env, str) else None
+        if saved_env is not None and env is not None and saved_env != env:
+            raise ValueError(
+                f"env: {path!r} holds a run on {saved_env!r}, not {env!r}; resume it on "
+                f"{saved_env!r}"
+            )
+
+
+def _check_fit_arguments(agent: DQNAgent, callbacks, checkpoint_dir, checkpoint_interval) -> None:
+    """``Agent.fit``'s checks of these arguments, made before Ray or an actor starts: a list
+    of callbacks, a checkpoint directory that is a path where files can be written, and a
+    ``checkpoint_interval`` of at least 1 only with a ``checkpoint_dir``."""
+    agent._check_ready("fit", callbacks)
+    # The callback this builds is not used: ApeX writes its own checkpoints (save_checkpoint).
+    _checkpoint_callbacks(checkpoint_dir, checkpoint_interval)
+
+
+def _check_env(agent: DQNAgent, env: EnvSource) -> None:
+    """Make one environment from ``env`` and check it against ``agent`` (action count,
+    observation shape), as ``fit`` would; the error names ``env`` and what was expected."""
+    instance = make_env_factory(env)()
+    try:
+        agent.check_env(instance)
+    finally:
+        instance.close()
 
 
 def _actor_settings(saved) -> list[ActorSettings] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerasdqn.agents.distributional import DistributionalDQNAgent
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.distributed.actor import Chunk
 from kerasdqn.memory import PrioritizedMemory
@@ -18,6 +19,9 @@ from kerasdqn.memory import PrioritizedMemory
 
 class Learner:
     """Owns the agent and its prioritized replay; counts environment steps and updates.
+
+    The agent is a ``DQNAgent`` with scalar Q values (not C51 or QR-DQN: the actors act and
+    compute priorities on Q values), compiled, on a ``PrioritizedMemory``.
 
     ``agent.step`` is the environment steps ingested (summed over actors), on which the
     warm-up, the importance-sampling anneal and hard target copies are defined, as in ``fit``.
@@ -27,6 +31,13 @@ class Learner:
     def __init__(self, agent: DQNAgent) -> None:
         if not isinstance(agent, DQNAgent):
             raise TypeError(f"agent: expected a DQNAgent, got {agent!r}")
+        if isinstance(agent, DistributionalDQNAgent):
+            # The actors act and compute priorities on the network's outputs as Q values;
+            # a distributional network's are nb_actions * atoms numbers, not Q values.
+            raise TypeError(
+                f"agent: Ape-X supports a DQNAgent with scalar Q values, got a "
+                f"{type(agent).__name__}, which learns return distributions"
+            )
         if not isinstance(agent.memory, PrioritizedMemory):
             raise TypeError(
                 "agent: Ape-X needs the agent's memory to be a PrioritizedMemory, got "
