@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 ray = pytest.importorskip("ray")
 
 from kerasdqn import DQNAgent  # noqa: E402
-from kerasdqn.callbacks import Callback, TensorBoard  # noqa: E402
+from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard  # noqa: E402
 from kerasdqn.config import DQNConfig  # noqa: E402
 from kerasdqn.distributed import (  # noqa: E402
     ActorSettings,
@@ -500,6 +500,33 @@ def test_tensorboard_logs_each_episode_with_the_epsilon_its_actor_played(ray_her
     # One actor: epsilon 0.4, not the learner's policy's (the learner does not act).
     assert len(epsilons) == len(history.history["episode_reward"]) > 0
     np.testing.assert_allclose(epsilons, 0.4)
+
+
+def test_game_scores_the_actors_report_reach_tensorboard(ray_here, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    # CartPole reporting each game's score in info['episode'], as Atari games do. (Defined
+    # here, the function travels to the actor by value, not as a test module to import.)
+    def cartpole_with_scores():
+        return gymnasium.wrappers.RecordEpisodeStatistics(gymnasium.make("CartPole-v1"))
+
+    keras.utils.set_random_seed(0)
+    agent = build_apex_agent(cartpole_with_scores(), DQNConfig(hidden=(16,), warmup=100))
+    apex = ApeX(agent, cartpole_with_scores, nb_actors=1)
+    scores = GameScoreLogger(log_dir=tmp_path)
+    try:
+        history = apex.fit(300, callbacks=[scores])
+    finally:
+        apex.close()
+        scores.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    logged = [float(make_ndarray(e.tensor_proto)) for e in events.Tensors("charts/game_score")]
+    # A CartPole game is one episode, and its score is its reward.
+    assert logged == history.history["game_score"] == history.history["episode_reward"]
+    assert len(logged) > 0
+    assert not agent.training  # as after Agent.fit
 
 
 def test_checkpoint_resumes_the_run(ray_here, tmp_path):

@@ -193,6 +193,7 @@ class ApeX:
             self.start_actors()
         history = History()
         callback_list = CallbackList([*(callbacks or []), history], self.agent, None, {})
+        self.agent.training = True  # as in Agent.fit: callbacks log training episodes
         callback_list.on_train_begin()
         progress = _Progress(self.agent.step, nb_steps) if verbose else None
         self.stats = {"lag_updates": [], "lag_seconds": [], "chunks": 0, "start": time.time()}
@@ -209,6 +210,7 @@ class ApeX:
         callback_list.on_train_end(
             {"did_abort": interruption is not None, "interrupted_by": interruption}
         )
+        self.agent.training = False
         return history
 
     def _run(self, last_step: int, callback_list, progress, checkpointing, stop) -> None:
