@@ -30,6 +30,7 @@ from kerasdqn._checks import check_float, check_int
 from kerasdqn._files import check_directory_exists, check_path
 from kerasdqn.callbacks import Callback
 from kerasdqn.state import StateWindow
+from kerasdqn.vector import is_vector_env
 
 __all__ = ["EvalCallback"]
 
@@ -39,7 +40,8 @@ class EvalCallback(Callback):
 
     Args:
         eval_env: a gymnasium environment used only for evaluation; it must not be the
-            training environment (nor wrap the same one).
+            training environment (nor wrap the same one). It is one environment, not a
+            ``VectorEnv``: evaluation plays its episodes one at a time, as ``test`` does.
         eval_interval: training steps between evaluations, counted on the agent's step
             counter, which continues across ``fit`` calls (so evaluations happen at steps
             ``eval_interval``, ``2 * eval_interval``, ... whatever the ``fit`` calls).
@@ -86,6 +88,11 @@ class EvalCallback(Callback):
             raise TypeError(
                 f"eval_env: expected a gymnasium environment (with reset and step), "
                 f"got {eval_env!r}"
+            )
+        if is_vector_env(eval_env):
+            raise ValueError(
+                "eval_env: evaluation plays one environment at a time; pass a single gymnasium "
+                f"environment (e.g. gymnasium.make(id)), not the VectorEnv {eval_env!r}"
             )
         self.eval_env = eval_env
         self.eval_interval = check_int("eval_interval", eval_interval, minimum=1)

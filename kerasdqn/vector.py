@@ -14,8 +14,16 @@ environment's transitions go into the replay memory as their own stream.
 Autoreset: in gymnasium 1.x's default ``NEXT_STEP`` mode, the ``step`` after an environment's
 episode ended resets it, ignores its action and returns the new episode's first observation
 with reward 0: that step is not a transition and is not counted. In ``SAME_STEP`` mode the
-ending step already returns the next episode's first observation, and the episode's last one
-is in ``info['final_obs']``. Other modes are refused.
+ending step already returns the next episode's first observation; the episode's last one is
+in ``info['final_obs']`` and the ending step's own info in ``info['final_info']``, and the
+transition takes those. Other modes are refused.
+
+Each environment's values enter as one environment's do in ``kerasdqn.core``: a step's
+observation, reward, ``done`` (the environment's ``terminated or truncated``) and info go
+through ``Processor.process_step``, a reset's observation through ``process_observation``
+(``Dict`` and ``Tuple`` observations are split per environment first), and both are then
+held to the contract of ``kerasdqn._env_checks`` (finite observations, of the agent's shape
+without a processor), whose errors also name the environment's index.
 
 Counting: ``nb_steps`` and ``agent.step`` count environment steps summed over the
 environments (real transitions only), and every schedule is defined on that count: warm-up,
@@ -36,12 +44,15 @@ cover all of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gymnasium
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import iterate
 
 from kerasdqn._checks import check_int
-from kerasdqn._env_checks import env_name, shape_matches
+from kerasdqn._env_checks import EnvContract, env_name, shape_matches
 from kerasdqn._signals import StopRequest
 from kerasdqn.callbacks import CallbackList, History
 from kerasdqn.core import Episode
@@ -154,6 +165,25 @@ def fit_vector(
     return history
 
 
+class StreamContract(EnvContract):
+    """The contract of one environment (``kerasdqn._env_checks``), held by each environment
+    of a vector environment in turn: the same checks and messages, which also name the
+    environment (``index``) whose value broke it."""
+
+    index = 0
+
+    @classmethod
+    def for_vector_env(cls, env: VectorEnv, agent) -> StreamContract:
+        """Each observation of the agent's shape (any shape with a processor)."""
+        if agent.processor is not None:
+            return cls(env, agent, None)
+        expected = tuple(agent.expected_observation_shape())
+        return cls(env, agent, expected, "the shape the agent takes")
+
+    def _where(self, method: str) -> str:
+        return f"{super()._where(method)} in environment {self.index}"
+
+
 class VectorLoop:
     """The episodes in progress in each environment of one ``fit`` on a vector environment,
     and the steps that move them on (see the module docstring)."""
@@ -165,6 +195,7 @@ class VectorLoop:
         self.nb_envs = int(env.num_envs)
         self.nb_max_episode_steps = nb_max_episode_steps
         self.same_step = autoreset_mode(env) is AutoresetMode.SAME_STEP
+        self.contract = StreamContract.for_vector_env(env, agent)
         memory = agent.memory
         self.windows = StateWindows(
             self.nb_envs, memory.window_length, getattr(memory, "ignore_episode_boundaries", False)
@@ -179,25 +210,37 @@ class VectorLoop:
         agent = self.agent
         interruption = None
         with StopRequest() as stop:
+
+            def due() -> bool:
+                return agent.step < end_step and not (stop.requested or agent.stop_training)
+
             try:
-                self._begin_all()
-                while agent.step < end_step and not (stop.requested or agent.stop_training):
-                    self.vector_step(end_step)
+                # As with one environment, no episode begins unless a step is due.
+                if due():
+                    self._begin_all()
+                    while due():
+                        self.vector_step(end_step)
             except KeyboardInterrupt:
                 interruption = "SIGINT"
-            # Close every unfinished episode, so no stored transition links into the next.
-            for index in range(self.nb_envs):
-                agent.memory.end_episode(index)
+            if self.observations is not None:
+                # Close every unfinished episode, so no stored transition links into the next.
+                for index in range(self.nb_envs):
+                    agent.memory.end_episode(index)
         return interruption or stop.signal_name
 
     def _begin_all(self) -> None:
         """Reset every environment and begin an episode in each, streams starting afresh."""
         observations, _ = self.env.reset()
-        self.observations = self._processed_batch(observations)
-        self._check_shape(self.observations)
+        if self.agent.processor is None:
+            self._check_shape(np.asarray(observations))
+        current = [
+            self._reset_observation(index, observation)
+            for index, observation in enumerate(self._split(observations))
+        ]
+        self.observations = np.stack(current)
         for index in range(self.nb_envs):
             self.agent.memory.end_episode(index)
-            self._begin_episode(index, self.observations[index])
+            self._begin_episode(index, current[index])
 
     def vector_step(self, end_step: int) -> None:
         """Act in every environment with one network call, step them all, and take in each
@@ -210,40 +253,53 @@ class VectorLoop:
             callbacks.on_action_begin(env_actions[index])
         observations, rewards, terminated, truncated, infos = self.env.step(env_actions)
         self._check_rewards(rewards)
-        observations = self._processed_batch(observations)
         for index in np.flatnonzero(acting):
             callbacks.on_action_end(env_actions[index])
+        current = list(self.observations)  # where each environment is, processed
         cut = np.zeros(self.nb_envs, dtype=bool)
-        for index in range(self.nb_envs):
+        for index, observation in enumerate(self._split(observations)):
             if agent.step >= end_step or agent.stop_training:
                 return
             if self.resetting[index]:
-                self._begin_episode(index, observations[index])
+                current[index] = self._reset_observation(index, observation)
+                self._begin_episode(index, current[index])
                 continue
             outcome = (rewards[index], bool(terminated[index]), bool(truncated[index]))
-            cut[index] = self._transition(index, actions[index], observations, outcome, infos)
-        self.observations = observations
+            cut[index] = self._cuts(index, outcome)
+            current[index] = self._transition(
+                index, actions[index], observation, outcome, infos, cut[index]
+            )
+        self.observations = np.stack(current)
         if cut.any():
             self._reset_cut(cut)
 
-    def _transition(self, index: int, action, observations, outcome, infos) -> bool:
-        """Take in environment ``index``'s real step; return whether ``nb_max_episode_steps``
-        cut its episode (the environment itself then needs a reset)."""
+    def _cuts(self, index: int, outcome) -> bool:
+        """Whether ``nb_max_episode_steps`` cuts environment ``index``'s episode at this step
+        (the environment itself then needs a reset)."""
+        _, terminated, truncated = outcome
+        return (
+            self.nb_max_episode_steps is not None
+            and self.episodes[index].step + 1 >= self.nb_max_episode_steps
+            and not (terminated or truncated)
+        )
+
+    def _transition(self, index: int, action, observation, outcome, infos, cut: bool) -> np.ndarray:
+        """Take in environment ``index``'s real step: its raw ``observation`` and ``outcome``
+        ``(reward, terminated, truncated)``, which ``cut`` makes a truncation. Return the
+        (processed) observation the environment is now at: the next episode's first after
+        an ending step in ``SAME_STEP`` mode, else the step's."""
         agent, episode = self.agent, self.episodes[index]
         reward, terminated, truncated = outcome
-        reward = self._processed_reward(reward)
         self.callbacks.on_step_begin(episode.step)
-        cut = (
-            self.nb_max_episode_steps is not None
-            and episode.step + 1 >= self.nb_max_episode_steps
-            and not (terminated or truncated)
+        info = env_info(infos, index)
+        restarted = self.same_step and (terminated or truncated)
+        if restarted:  # the step returned the next episode's first observation
+            first_observation, observation, info = observation, info["final_obs"], ending_info(info)
+        next_observation, reward, info = self._step_values(
+            index, observation, reward, terminated or truncated, info
         )
         truncated = truncated or cut
         ended = terminated or truncated
-        info = env_info(infos, index)
-        next_observation = observations[index]
-        if ended and self.same_step and not cut:
-            next_observation = self._processed(info["final_obs"])
         metrics = agent.backward_transition(
             index, episode.observation, action, reward, next_observation, terminated, truncated
         )
@@ -263,22 +319,25 @@ class VectorLoop:
         episode.step += 1
         agent.step += 1
         episode.observation = next_observation
-        if ended:
-            self._end_episode(index)
-            if self.same_step and not cut:
-                self._begin_episode(index, observations[index])
-            else:
-                self.resetting[index] = not cut
-        return cut
+        if not ended:
+            return next_observation
+        self._end_episode(index)
+        if restarted:
+            first_observation = self._reset_observation(index, first_observation)
+            self._begin_episode(index, first_observation)
+            return first_observation
+        self.resetting[index] = not cut
+        return next_observation
 
     def _reset_cut(self, cut: np.ndarray) -> None:
         """Reset the environments whose episodes ``nb_max_episode_steps`` cut, and begin
         their next episodes."""
         observations, _ = self.env.reset(options={"reset_mask": cut})
-        observations = self._processed_batch(observations)
+        observations = list(self._split(observations))
         for index in np.flatnonzero(cut):
-            self.observations[index] = observations[index]
-            self._begin_episode(index, observations[index])
+            observation = self._reset_observation(index, observations[index])
+            self.observations[index] = observation
+            self._begin_episode(index, observation)
 
     def _begin_episode(self, index: int, observation) -> None:
         agent = self.agent
@@ -303,19 +362,35 @@ class VectorLoop:
             return actions
         return np.array([processor.process_action(action) for action in actions])
 
-    def _processed(self, observation):
-        processor = self.agent.processor
-        return observation if processor is None else processor.process_observation(observation)
+    def _split(self, observations) -> Iterator:
+        """A batch of observations (an array, or a dict or tuple of them for ``Dict`` and
+        ``Tuple`` spaces) as each environment's own, in order."""
+        return iterate(self.env.single_observation_space, observations)
 
-    def _processed_batch(self, observations) -> np.ndarray:
-        """Each environment's observation through the processor, as one (copied) array."""
-        if self.agent.processor is None:
-            return np.array(observations)
-        return np.stack([self._processed(observation) for observation in observations])
-
-    def _processed_reward(self, reward) -> float:
+    def _reset_observation(self, index: int, observation) -> np.ndarray:
+        """Environment ``index``'s raw observation from a reset, as the single-environment
+        loop takes one: through ``Processor.process_observation``, then held to the contract
+        (a copy, which later steps of the environment cannot change)."""
         processor = self.agent.processor
-        return float(reward if processor is None else processor.process_reward(reward))
+        if processor is not None:
+            observation = processor.process_observation(observation)
+        self.contract.index = index
+        self.contract.observation(observation, "reset")
+        return np.array(observation)
+
+    def _step_values(
+        self, index: int, observation, reward, done: bool, info: dict
+    ) -> tuple[np.ndarray, float, dict]:
+        """Environment ``index``'s raw step, as the single-environment loop takes one: through
+        ``Processor.process_step`` (``done``: the environment's ``terminated or truncated``;
+        the ``done`` it returns is not used), then held to the contract. Return the
+        observation (a copy), the reward as a float, and the info."""
+        processor = self.agent.processor
+        if processor is not None:
+            observation, reward, _, info = processor.process_step(observation, reward, done, info)
+        self.contract.index = index
+        reward = self.contract.step_values(observation, reward)
+        return np.array(observation), reward, info
 
     def _check_shape(self, observations: np.ndarray) -> None:
         expected = self.agent.expected_observation_shape()
@@ -333,6 +408,16 @@ class VectorLoop:
                 f"env {env_name(self.env)}: step returned rewards {rewards!r} at step "
                 f"{self.agent.step}; expected {self.nb_envs} finite numbers"
             )
+
+
+def ending_info(info: dict) -> dict:
+    """In ``SAME_STEP`` mode, the info of the step that ended an environment's episode, out
+    of that environment's ``env_info``: the ending step's own (``final_info``) over the rest,
+    which holds the next episode's reset info and what vector wrappers add about the step
+    (such as ``RecordEpisodeStatistics``'s ``episode``)."""
+    merged = {key: value for key, value in info.items() if key not in ("final_obs", "final_info")}
+    merged.update(info.get("final_info", {}))
+    return merged
 
 
 def env_info(infos: dict, index: int) -> dict:

@@ -289,6 +289,12 @@ def test_eval_env_must_be_an_environment():
         EvalCallback(object())
 
 
+def test_eval_env_must_be_one_environment_not_a_vector_env():
+    vector_env = gymnasium.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    with pytest.raises(ValueError, match="^eval_env: evaluation plays one environment at a time"):
+        EvalCallback(vector_env)
+
+
 def test_eval_env_must_not_be_the_training_environment():
     agent = make_agent()
     env = make_env(0)

@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import pytest
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import RecordEpisodeStatistics
+from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
 from kerasdqn.agents.categorical import CategoricalDQNAgent
 from kerasdqn.agents.dqn import DQNAgent
-from kerasdqn.callbacks import TensorBoard
+from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard
 from kerasdqn.core import Processor
 from kerasdqn.layers import NoisyDense
 from kerasdqn.memory import SequentialMemory
@@ -51,6 +53,9 @@ class CountingEnv(gymnasium.Env):
         done = self.t >= self.length
         terminated, truncated = done and not self.truncates, done and self.truncates
         return self._observation(), float(self.t), terminated, truncated, {"t": self.t}
+
+
+AUTORESET_MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
 
 
 def counting_envs(mode=AutoresetMode.NEXT_STEP, specs=((3, False), (4, True))):
@@ -207,6 +212,121 @@ def test_processor_hooks_apply_per_environment():
     assert history.history["episode_reward"] == [12.0, 20.0, 12.0]
 
 
+class StepLog(Processor):
+    """A keras-rl style processor that overrides ``process_step``: it scales rewards by 100,
+    tags infos, and logs every observation it is given, with the ``done`` of steps."""
+
+    def __init__(self) -> None:
+        self.log = []
+
+    def process_observation(self, observation):
+        self.log.append(("reset", tuple(observation)))
+        return observation
+
+    def process_step(self, observation, reward, done, info):
+        self.log.append(("step", tuple(observation), done))
+        return observation, 100.0 * reward, done, {**info, "processed": True}
+
+
+class InfoLog(Callback):
+    """The info of every step, as callbacks get it."""
+
+    def on_train_begin(self, logs=None):
+        self.infos = []
+
+    def on_step_end(self, step, logs=None):
+        self.infos.append(logs["info"])
+
+
+@pytest.mark.parametrize("mode", AUTORESET_MODES)
+@pytest.mark.parametrize(
+    "nb_max_episode_steps, episode_rewards",
+    [(None, [600.0]), (2, [300.0, 300.0])],
+    ids=["episodes end", "episodes cut"],
+)
+def test_process_step_sees_each_step_as_with_one_environment(
+    mode, nb_max_episode_steps, episode_rewards
+):
+    runs = {}
+    for name, env in {
+        "single": CountingEnv(0, 3),
+        "vector": SyncVectorEnv([lambda: CountingEnv(0, 3)], autoreset_mode=mode),
+    }.items():
+        processor, infos = StepLog(), InfoLog()
+        history = make_agent(processor=processor).fit(
+            env,
+            nb_steps=5,
+            verbose=0,
+            callbacks=[infos],
+            nb_max_episode_steps=nb_max_episode_steps,
+        )
+        runs[name] = processor.log, infos.infos, history.history["episode_reward"]
+    assert runs["vector"] == runs["single"]
+    log, infos, rewards = runs["vector"]
+    assert rewards == episode_rewards
+    assert all(info["processed"] for info in infos)
+    if nb_max_episode_steps is None:
+        # The episode's last observation goes through process_step, with done=True; a
+        # reset's through process_observation.
+        assert log == [
+            ("reset", (0, 0, 0)),
+            ("step", (0, 0, 1), False),
+            ("step", (0, 0, 2), False),
+            ("step", (0, 0, 3), True),
+            ("reset", (0, 1, 0)),
+            ("step", (0, 1, 1), False),
+            ("step", (0, 1, 2), False),
+        ]
+        assert [info["t"] for info in infos] == [1, 2, 3, 1, 2]
+
+
+class SplitObservation(gymnasium.ObservationWrapper):
+    """CountingEnv's observation ``[env_id, episode, t]`` as a ``Dict`` ``{"where": [env_id,
+    episode], "t": [t]}`` or a ``Tuple`` ``([env_id, episode], [t])``."""
+
+    def __init__(self, env, space: str) -> None:
+        super().__init__(env)
+        where = gymnasium.spaces.Box(0.0, 1e6, (2,), np.float32)
+        t = gymnasium.spaces.Box(0.0, 1e6, (1,), np.float32)
+        self.space = space
+        if space == "dict":
+            self.observation_space = gymnasium.spaces.Dict({"where": where, "t": t})
+        else:
+            self.observation_space = gymnasium.spaces.Tuple((where, t))
+
+    def observation(self, observation):
+        where, t = observation[:2], observation[2:]
+        return {"where": where, "t": t} if self.space == "dict" else (where, t)
+
+
+class JoinObservation(Processor):
+    """Joins SplitObservation's parts back into ``[env_id, episode, t]``."""
+
+    def process_observation(self, observation):
+        if isinstance(observation, dict):
+            return np.concatenate([observation["where"], observation["t"]])
+        return np.concatenate(observation)
+
+
+@pytest.mark.parametrize("mode", AUTORESET_MODES)
+@pytest.mark.parametrize("space", ["dict", "tuple"])
+def test_dict_and_tuple_observations_reach_the_processor_one_environment_at_a_time(mode, space):
+    split = SyncVectorEnv(
+        [
+            lambda k=k, n=n, trunc=trunc: SplitObservation(CountingEnv(k, n, trunc), space)
+            for k, (n, trunc) in enumerate(((3, False), (4, True)))
+        ],
+        autoreset_mode=mode,
+    )
+    agent = make_agent(processor=JoinObservation())
+    history = agent.fit(split, nb_steps=14, verbose=0)
+    plain = make_agent()
+    plain_history = plain.fit(counting_envs(mode), nb_steps=14, verbose=0)
+    assert stored_transitions(agent.memory) == stored_transitions(plain.memory)
+    for key in ("episode_reward", "nb_episode_steps", "nb_steps"):
+        assert history.history[key] == plain_history.history[key]
+
+
 def test_verbose_output_covers_every_environment(capsys):
     agent = make_agent()
     agent.fit(counting_envs(), nb_steps=14, verbose=2)
@@ -227,6 +347,33 @@ def test_tensorboard_gets_every_environments_episodes(tmp_path):
     assert [float(make_ndarray(event.tensor_proto)) for event in rewards] == (
         history.history["episode_reward"]
     )
+
+
+@pytest.mark.parametrize("mode", AUTORESET_MODES)
+@pytest.mark.parametrize("recorded_by", ["each environment", "the vector environment"])
+def test_game_scores_are_logged_in_both_autoreset_modes(mode, recorded_by):
+    if recorded_by == "each environment":
+        envs = SyncVectorEnv(
+            [lambda k=k: RecordEpisodeStatistics(CountingEnv(k, 3)) for k in range(2)],
+            autoreset_mode=mode,
+        )
+    else:
+        envs = VectorRecordEpisodeStatistics(counting_envs(mode, specs=((3, False), (3, False))))
+    infos = InfoLog()
+    history = make_agent().fit(envs, nb_steps=12, verbose=0, callbacks=[GameScoreLogger(), infos])
+    assert history.history["game_score"] == [6.0] * 4
+    # Callbacks get the info of the step itself, also the step that ends an episode.
+    assert [info["t"] for info in infos.infos] == [1, 1, 2, 2, 3, 3] * 2
+
+
+def test_nb_steps_zero_begins_no_episode_as_with_one_environment():
+    single, vector = make_agent(), make_agent()
+    single.fit(CountingEnv(0, 3), nb_steps=0, verbose=0)
+    envs = counting_envs()
+    history = vector.fit(envs, nb_steps=0, verbose=0)
+    assert vector.episode == single.episode == 0
+    assert history.history == {} and vector.memory.nb_transitions == 0
+    assert [env.episode for env in envs.envs] == [-1, -1]  # never reset
 
 
 def test_checkpoints_resume_on_a_vector_env(tmp_path):
@@ -358,6 +505,45 @@ def test_bad_vector_envs_and_options_are_refused_clearly():
         agent.fit(gymnasium.make_vec("CartPole-v1", num_envs=2), nb_steps=5, nb_max_episode_steps=3)
     with pytest.raises(TypeError, match="test plays one environment"):
         agent.test(counting_envs())
+
+
+class NanEnv(CountingEnv):
+    """A CountingEnv whose observation at ``nan_at``, an ``(episode, t)`` pair, holds a NaN."""
+
+    def __init__(self, env_id: int, length: int, nan_at: tuple) -> None:
+        super().__init__(env_id, length)
+        self.nan_at = nan_at
+
+    def _observation(self):
+        observation = super()._observation()
+        if (self.episode, self.t) == self.nan_at:
+            observation[2] = np.nan
+        return observation
+
+
+@pytest.mark.parametrize("mode", AUTORESET_MODES)
+@pytest.mark.parametrize(
+    "nan_at, where",
+    [
+        ((0, 2), r"step\(\): the observation at step 3"),
+        ((0, 3), r"step\(\): the observation at step 5"),
+        ((1, 0), r"reset\(\): the observation before step 6"),
+    ],
+    ids=["mid-episode", "episode's last", "next episode's first"],
+)
+def test_a_non_finite_observation_stops_training_naming_the_environment(mode, nan_at, where):
+    envs = SyncVectorEnv(
+        [lambda: CountingEnv(0, 3), lambda: NanEnv(1, 3, nan_at)], autoreset_mode=mode
+    )
+    agent = make_agent()
+    with pytest.raises(
+        FloatingPointError,
+        match=rf"^env SyncVectorEnv, {where} in environment 1 is an array of shape \(3,\) "
+        r"and dtype float32 holding non-finite values .*; training stopped",
+    ):
+        agent.fit(envs, nb_steps=20, verbose=0)
+    stored = stored_transitions(agent.memory)
+    assert stored and all(np.isfinite(s0 + s1).all() for s0, _, s1, _ in stored)
 
 
 def test_state_windows_remember_only_acting_rows():
