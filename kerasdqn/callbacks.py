@@ -552,7 +552,8 @@ class TensorBoard(Callback):
     - ``episode/reward``, ``episode/length``, ``episode/epsilon``: once per episode (the
       epsilon in the episode's logs if they have one, as ``ApeX.fit``'s do: its actor's).
     - ``train/loss``, ``train/<metric>`` for each compiled metric, ``train/mean_q``: the mean
-      over the training steps of the last ``update_freq`` environment steps.
+      over the training steps of the last ``update_freq`` environment steps (under
+      ``ApeX.fit``, of the chunks that brought them).
     - ``train/steps_per_second``: environment steps per second over that stretch.
     - ``weights/<variable path>``: histograms of the online network's weights every
       ``histogram_freq`` episodes (0: never).
@@ -581,6 +582,14 @@ class TensorBoard(Callback):
         self._stretch_steps += 1
         if self._stretch_steps >= self.update_freq:
             self._write_stretch(self.model.step + 1)
+
+    def on_chunk_end(self, step, logs=None):
+        """Many environment steps at once (``ApeX.fit``): the learner's metrics over them."""
+        if "metrics" in logs:
+            self._metric_means.add(logs["metrics"])
+        self._stretch_steps += step - logs["first_step"]
+        if self._stretch_steps >= self.update_freq:
+            self._write_stretch(step)
 
     def _write_stretch(self, step: int) -> None:
         elapsed = max(timeit.default_timer() - self._stretch_start, 1e-9)

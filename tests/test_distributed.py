@@ -483,7 +483,7 @@ def test_fit_after_close_starts_new_actors_without_counting_restarts(ray_here):
     assert all(version >= 1 for _, version, _ in chunks.chunks)
 
 
-def test_tensorboard_logs_each_episode_with_the_epsilon_its_actor_played(ray_here, tmp_path):
+def test_tensorboard_logs_the_actors_epsilons_and_the_learners_curves(ray_here, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util.tensor_util import make_ndarray
 
@@ -500,6 +500,10 @@ def test_tensorboard_logs_each_episode_with_the_epsilon_its_actor_played(ray_her
     # One actor: epsilon 0.4, not the learner's policy's (the learner does not act).
     assert len(epsilons) == len(history.history["episode_reward"]) > 0
     np.testing.assert_allclose(epsilons, 0.4)
+    # The learner's training curves, from the gradient steps the chunks brought.
+    for tag in ("train/loss", "train/mean_q"):
+        values = [float(make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+        assert values and np.all(np.isfinite(values)), tag
 
 
 def test_game_scores_the_actors_report_reach_tensorboard(ray_here, tmp_path):

@@ -174,7 +174,10 @@ class ApeX:
         ``episode_reward``, ``nb_episode_steps``, ``nb_steps``, ``actor``, ``stream``,
         ``epsilon``, and ``game_score`` for an episode that ended a game whose environment
         reports its real score, as ``make_atari``'s do), ``on_chunk_end`` after each stored
-        chunk (an ``EvalCallback`` evaluates there) and ``on_train_end`` are called; one that
+        chunk (with ``first_step``, and ``metrics``: the mean of ``agent.metrics_names`` over
+        the gradient steps the chunk let the learner take, if any; an ``EvalCallback``
+        evaluates there, ``TensorBoard`` writes its training curves) and ``on_train_end`` are
+        called; one that
         sets ``agent.stop_training`` ends the run at the next chunk. ``verbose``: 1 shows a
         progress bar.
         ``checkpoint_dir``: write the whole run there (see ``save_checkpoint``) every
@@ -226,8 +229,11 @@ class ApeX:
             chunk = self._receive(ready, index)
             if chunk is not None:
                 before = self.agent.step
-                self._absorb(index, chunk, callback_list)
-                callback_list.on_chunk_end(self.agent.step, {"first_step": before})
+                metrics = self._absorb(index, chunk, callback_list)
+                logs = {"first_step": before}
+                if metrics is not None:
+                    logs["metrics"] = metrics
+                callback_list.on_chunk_end(self.agent.step, logs)
                 if progress is not None:
                     progress.update(self.agent.step)
                 if checkpoint_dir and interval and self.agent.step // interval > before // interval:
@@ -254,8 +260,9 @@ class ApeX:
             self.learner.end_streams(self.settings[index].streams)
         return chunk
 
-    def _absorb(self, index: int, chunk: Chunk, callback_list) -> None:
-        """Store a chunk, report its episodes, train what is owed and publish when due."""
+    def _absorb(self, index: int, chunk: Chunk, callback_list) -> np.ndarray | None:
+        """Store a chunk, report its episodes, train what is owed and publish when due;
+        return the mean metrics of the gradient steps taken (None if none was)."""
         self._record_lag(chunk)
         self.learner.ingest(chunk)
         self.stats["chunks"] += 1
@@ -272,9 +279,10 @@ class ApeX:
                 logs["game_score"] = game_score
             callback_list.on_episode_end(self.agent.episode, logs)
             self.agent.episode += 1
-        self.learner.train(self.learner.updates_due())
+        metrics = self.learner.train(self.learner.updates_due())
         if self.learner.updates - self._published_at[0] >= self.publish_interval:
             self._publish()
+        return metrics
 
     def _record_lag(self, chunk: Chunk) -> None:
         """How far behind the learner the chunk's weights were: gradient steps since the

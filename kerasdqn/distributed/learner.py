@@ -89,13 +89,14 @@ class Learner:
 
     def train(self, nb_updates: int) -> np.ndarray | None:
         """Take ``nb_updates`` gradient steps (whole ``learn`` calls of ``gradient_steps``,
-        rounded up); return the last call's metrics, or None if none was taken."""
-        metrics = None
+        rounded up); return the calls' mean metrics (``agent.metrics_names``), or None if none
+        was taken."""
+        metrics = []
         calls = -(-nb_updates // self.agent.gradient_steps)
         for _ in range(calls):
-            metrics = self.agent.learn()
+            metrics.append(self.agent.learn())
             self.updates += self.agent.gradient_steps
-        return metrics
+        return np.mean(metrics, axis=0) if metrics else None
 
     def weights(self) -> tuple[list, list]:
         """The ``(online, target)`` weights for the actors."""
