@@ -274,7 +274,6 @@ def _apply(agent, state: dict[str, Any]) -> None:
     copy_policy_fields(agent.test_policy, state["test_policy"])
     if state["pending_observation"] is not None:
         agent.memory.append_final(state["pending_observation"])
-    agent.memory.end_all_episodes()
     agent.reset_states()
     agent.refresh_acting_weights()
 

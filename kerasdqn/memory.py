@@ -222,13 +222,6 @@ class SequentialMemory:
         writer = self._stream(stream)
         writer.in_episode = writer.awaiting_action = writer.previous_ended = False
 
-    def end_all_episodes(self) -> None:
-        """End every stream's open episode, as ``end_episode`` does: the environments that
-        were writing them are gone (a restored checkpoint), so whatever writes next, one
-        environment or several, begins afresh."""
-        for stream in self._streams:
-            self.end_episode(stream)
-
     def clear_recent(self) -> None:
         """A new episode begins: forget the observations ``get_recent_state`` stacks (unless
         episode boundaries are ignored)."""

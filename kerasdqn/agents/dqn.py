@@ -272,9 +272,14 @@ class DQNAgent(Agent):
         return policy.select_actions(q_values)
 
     def reset_states(self) -> None:
+        """A new episode begins in the one environment ``fit`` and ``test`` play."""
         self.recent_observation = None
         self.recent_action = None
         self.window.reset()
+        if self.training:
+            # Stream 0 may hold an episode a vector run left open (say, one resumed from
+            # its checkpoint): whatever environment wrote it, that episode is over.
+            self.memory.end_episode(0)
 
     # ----------------------------------------------------------------- learning
 
