@@ -533,6 +533,26 @@ def test_game_scores_the_actors_report_reach_tensorboard(ray_here, tmp_path):
     assert not agent.training  # as after Agent.fit
 
 
+def test_an_env_function_the_workers_cannot_import_fails_fast_naming_the_module(
+    ray_here, tmp_path, monkeypatch
+):
+    # Importable here (its folder is on this process's path), not in Ray's workers: each
+    # actor would fail to start and be restarted without end.
+    (tmp_path / "my_envs.py").write_text(
+        "import gymnasium\n\ndef cartpole():\n    return gymnasium.make('CartPole-v1')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_envs
+
+    apex = ApeX(small_apex_agent(), my_envs.cartpole, nb_actors=1)
+    try:
+        with pytest.raises(RuntimeError, match="env: the Ray workers .* No module named 'my_envs'"):
+            apex.fit(100)
+    finally:
+        apex.close()
+    assert apex.agent.step == 0
+
+
 def test_checkpoint_resumes_the_run(ray_here, tmp_path):
     config = DQNConfig(steps=3000, hidden=(32,), warmup=500, train_interval=64, gradient_steps=16)
     apex = cartpole_apex(config)

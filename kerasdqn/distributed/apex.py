@@ -119,6 +119,7 @@ class ApeX:
         """Start the Ray actors (``ray.init`` first if Ray is not running)."""
         ray = require_ray()
         init_ray()
+        _check_workers_make(self.env)
         self._publish()
         remote = ray.remote(ActorWorker).options(
             max_restarts=-1, max_task_retries=-1, num_cpus=self.actor_cpus
@@ -370,6 +371,32 @@ def _check_fit_arguments(agent: DQNAgent, callbacks, checkpoint_dir, checkpoint_
     agent._check_ready("fit", callbacks)
     # The callback this builds is not used: ApeX writes its own checkpoints (save_checkpoint).
     _checkpoint_callbacks(checkpoint_dir, checkpoint_interval)
+
+
+def _make_and_close(env: EnvSource) -> None:
+    make_env_factory(env)().close()
+
+
+def _check_workers_make(env: EnvSource) -> None:
+    """Make the environment once in a Ray worker, in a task Ray does not retry. An environment
+    the workers cannot make (say, a function from a module they cannot import) fails here
+    with its cause, instead of failing each actor Ray would then restart without end."""
+    ray = require_ray()
+    task = ray.remote(num_cpus=0, max_retries=0)(_make_and_close)
+    try:
+        ray.get(task.remote(env))
+    except ray.exceptions.RayError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        advice = (
+            "install what it needs on every machine"
+            if isinstance(env, str)
+            else "a function must be importable where the actors run: define it in the script "
+            "you run, or install its module on every machine"
+        )
+        raise RuntimeError(
+            f"env: the Ray workers cannot make the environment "
+            f"({lines[-1] if lines else error}); {advice}"
+        ) from None
 
 
 def _check_env(agent: DQNAgent, env: EnvSource) -> None:
