@@ -690,7 +690,7 @@ class PrioritizedMemory(SequentialMemory):
         the entry before it in its stream, which now starts a transition (the max)."""
         # Only positions that start a transition hold a priority other than 0.
         overwrites_transition = self._has_next[self._nb_written % self.limit]
-        before = writer.newest % self.limit if self._is_stored(writer.newest) else None
+        before = writer.newest % self.limit if self._outlives_next_write(writer.newest) else None
         completes = before is not None and not self._has_next[before]
         position = super()._write(writer, observation, episode_ends)
         if overwrites_transition:
