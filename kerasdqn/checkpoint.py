@@ -29,6 +29,7 @@ import numpy as np
 from kerasdqn._blocks import row_blocks, rows_per_block
 from kerasdqn._files import atomic_path, check_path, check_room_for
 from kerasdqn._version import __version__
+from kerasdqn.layers import noise_variables
 from kerasdqn.memory import upgrade_single_writer_state
 from kerasdqn.policy import Policy
 from kerasdqn.weights import (
@@ -354,11 +355,7 @@ def noise_states(agent) -> list:
     """The random-number states of the networks' noisy layers (``NoisyDense`` seed
     generators), online then target: restoring them makes a noisy agent resume with the very
     noise it would have drawn."""
-    states = []
-    for model in (agent.model, agent.target_model):
-        weights = {id(weight) for weight in model.weights}
-        states += [variable for variable in model.variables if id(variable) not in weights]
-    return states
+    return noise_variables(agent.model) + noise_variables(agent.target_model)
 
 
 def _read_noise(handle: h5py.File, agent, source: str) -> list:

@@ -29,6 +29,7 @@ import tensorflow as tf
 from kerasdqn._checks import check_float, check_int
 from kerasdqn._files import check_directory_exists, check_path
 from kerasdqn.callbacks import Callback
+from kerasdqn.layers import noise_kept
 from kerasdqn.state import StateWindow
 from kerasdqn.vector import is_vector_env
 
@@ -154,7 +155,8 @@ class EvalCallback(Callback):
         """Play ``nb_episodes`` greedy episodes now and record them as the evaluation at
         ``step``: log it, save the best weights, and ask training to stop if the threshold
         is reached. Returns the evaluation's dict (also appended to ``evaluations``)."""
-        rewards = [self.play_episode() for _ in range(self.nb_episodes)]
+        with noise_kept(self.agent.model):
+            rewards = [self.play_episode() for _ in range(self.nb_episodes)]
         result = {
             "step": int(step),
             "mean_reward": float(np.mean(rewards)),
@@ -186,7 +188,8 @@ class EvalCallback(Callback):
 
         The episode ends at termination, truncation or ``nb_max_episode_steps``. Nothing of
         the agent's is changed: states come from a fresh ``StateWindow`` and actions are the
-        argmax of the Q values, so no random number is drawn.
+        argmax of the Q values, so no random number is drawn (a noisy network draws its
+        noise, and ``evaluate`` puts its noise generators back afterwards).
         """
         processor = self.agent.processor
         window = StateWindow(self.agent.memory.window_length)

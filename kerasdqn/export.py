@@ -29,6 +29,7 @@ import glob
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -61,6 +62,17 @@ def export_greedy_policy(
             that is not one row of Q values per state.
         FileExistsError: ``directory`` exists and ``overwrite`` is false.
     """
+    return _export(model, directory, overwrite)
+
+
+def _export(
+    model: keras.Model,
+    directory: str | os.PathLike,
+    overwrite: bool,
+    q_values_from_outputs: Callable[[tf.Tensor], tf.Tensor] = lambda outputs: outputs,
+) -> str:
+    """``export_greedy_policy``, the Q values being ``q_values_from_outputs`` of the model's
+    outputs."""
     state_spec = _check_model(model)
     directory = check_path("directory", directory)
     overwrite = check_bool("overwrite", overwrite)
@@ -69,7 +81,7 @@ def export_greedy_policy(
     os.makedirs(parent, exist_ok=True)
     remove_stale_exports(directory)
     with _staging_directory(directory) as staging:
-        _write_archive(model, state_spec, staging)
+        _write_archive(model, state_spec, staging, q_values_from_outputs)
         _fsync_tree(staging)
         _move_into_place(staging, directory, overwrite)
     _fsync_directory(parent)
@@ -81,7 +93,10 @@ def export_agent(agent, directory: str | os.PathLike, overwrite: bool = False) -
     has one) with ``export_greedy_policy``; return the SavedModel's path.
 
     The SavedModel takes states as the agent's network does, after the agent's processor
-    (``agent.process_state_batch``), which is not part of the export.
+    (``agent.process_state_batch``), which is not part of the export. A distributional agent
+    (C51, QR-DQN) is served as any other: ``q_values`` are the means of its return
+    distributions (``agent.q_values_from_outputs``), ``(batch, nb_actions)``, and
+    ``greedy_action`` their argmax, the action the agent itself picks.
     """
     from kerasdqn.agents.dqn import DQNAgent
 
@@ -90,7 +105,7 @@ def export_agent(agent, directory: str | os.PathLike, overwrite: bool = False) -
             f"agent: expected a DQNAgent, got {agent!r}; to export a Keras model use "
             "export_greedy_policy(model, directory)"
         )
-    return export_greedy_policy(agent.model, directory, overwrite=overwrite)
+    return _export(agent.model, directory, overwrite, agent.q_values_from_outputs)
 
 
 def _check_model(model) -> tf.TensorSpec:
@@ -149,16 +164,21 @@ def _is_saved_model(directory: str) -> bool:
     )
 
 
-def _write_archive(model: keras.Model, state_spec: tf.TensorSpec, path: str) -> None:
+def _write_archive(
+    model: keras.Model,
+    state_spec: tf.TensorSpec,
+    path: str,
+    q_values_from_outputs: Callable[[tf.Tensor], tf.Tensor],
+) -> None:
     """Trace the two endpoints of ``model`` and write them as a SavedModel at ``path``."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
     def q_values(states):
-        return model(states, training=False)
+        return q_values_from_outputs(model(states, training=False))
 
     def greedy_action(states):
-        return tf.argmax(model(states, training=False), axis=1, output_type=tf.int64)
+        return tf.argmax(q_values(states), axis=1, output_type=tf.int64)
 
     # The first endpoint added is also the SavedModel's default signature.
     archive.add_endpoint(GREEDY_ENDPOINT, greedy_action, input_signature=[state_spec])

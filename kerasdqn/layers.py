@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import keras
 from keras import ops
@@ -164,3 +166,24 @@ def dense_like(layer: keras.layers.Layer, units: int, name: str) -> keras.layers
     if isinstance(layer, NoisyDense):
         return NoisyDense(units, sigma0=layer.sigma0, seed=layer.seed, name=name)
     return keras.layers.Dense(units, kernel_initializer="glorot_normal", name=name)
+
+
+def noise_variables(model: keras.Model) -> list:
+    """The random-number states of ``model``'s ``NoisyDense`` layers (their seed
+    generators' variables, which are the model's variables that are not weights)."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+@contextlib.contextmanager
+def noise_kept(model: keras.Model) -> Iterator[None]:
+    """Run the block, then put ``model``'s noise generators back as they were before it:
+    acting on a noisy network for an evaluation or a ``predict`` then leaves the noise of
+    training, and so the training run, exactly as without it."""
+    variables = noise_variables(model)
+    saved = [variable.numpy() for variable in variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)

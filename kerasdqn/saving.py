@@ -47,7 +47,7 @@ from kerasdqn._env_checks import shape_matches
 from kerasdqn._files import atomic_path, check_path, check_room_for, check_writable
 from kerasdqn._version import __version__
 from kerasdqn.checkpoint import _write_memory, json_attribute
-from kerasdqn.layers import DuelingCombine, NoisyDense, dense_like
+from kerasdqn.layers import DuelingCombine, NoisyDense, dense_like, noise_kept
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory
 from kerasdqn.policy import (
     BoltzmannQPolicy,
@@ -507,8 +507,9 @@ def _compile(agent, parts: dict, custom_objects: dict, source: str) -> None:
 
 def greedy_action(agent, observation: Any) -> int:
     """The greedy action for ``observation`` (see ``DQNAgent.predict``); reads the agent,
-    changes nothing in it."""
-    return int(np.argmax(agent.compute_q_values(state_for(agent, observation))))
+    changes nothing in it (a noisy network's noise generators are put back)."""
+    with noise_kept(agent.model):
+        return int(np.argmax(agent.compute_q_values(state_for(agent, observation))))
 
 
 def state_for(agent, observation: Any) -> np.ndarray:

@@ -176,6 +176,31 @@ def test_a_trained_agent_exports_its_greedy_policy(tmp_path):
     check_serves_the_agents_greedy_policy(served, agent, states)
 
 
+@pytest.mark.parametrize(
+    "agent_class, options, size",
+    [
+        (kerasdqn.CategoricalDQNAgent, {"nb_atoms": 11, "v_min": 0.0, "v_max": 100.0}, 11),
+        (kerasdqn.QuantileDQNAgent, {"nb_quantiles": 8}, 8),
+    ],
+)
+def test_a_distributional_agent_serves_the_means_of_its_distributions(
+    tmp_path, agent_class, options, size
+):
+    """The network outputs nb_actions * size numbers; the export serves the Q values the
+    agent acts on, (batch, nb_actions), and their argmax, not an argmax over atoms."""
+    keras.utils.set_random_seed(0)
+    agent = agent_class(
+        model=kerasdqn.build_mlp((1, 4), 2 * size, (16,)),
+        nb_actions=2,
+        memory=kerasdqn.SequentialMemory(100),
+        **options,
+    )
+    states = random_states()
+    (served,) = serve_in_plain_tensorflow(tmp_path, [(export_agent(agent, tmp_path / "z"), states)])
+    assert np.asarray(served["q_values"]).shape == (len(states), 2)
+    check_serves_the_agents_greedy_policy(served, agent, states)
+
+
 # --------------------------------------------------------------------------- the directory
 
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kerasdqn import DQNAgent, EpsGreedyQPolicy, GreedyQPolicy, NoisyDense, SequentialMemory
+from kerasdqn.evaluation import EvalCallback
 from kerasdqn.inference import CompiledQFunction, make_q_function
 from kerasdqn.memory import TransitionBatch
 
@@ -309,6 +310,34 @@ def test_seeded_training_runs_are_identical():
     assert history_a["episode_reward"] == history_b["episode_reward"]
     for a, b in zip(agent_a.model.get_weights(), agent_b.model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def noisy_cartpole_run(between=lambda agent: None, callbacks=()) -> DQNAgent:
+    """A noisy agent trained on CartPole in two ``fit`` calls of 120 steps with
+    ``between(agent)`` in the middle."""
+    keras.utils.set_random_seed(3)
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=3)
+    agent = noisy_agent(seed=3)
+    agent.fit(env, nb_steps=120, callbacks=list(callbacks), verbose=0)
+    between(agent)
+    agent.fit(env, nb_steps=120, callbacks=list(callbacks), verbose=0)
+    env.close()
+    return agent
+
+
+def test_predict_and_evaluations_leave_a_noisy_training_run_unchanged():
+    """Acting on a noisy network draws noise; ``predict`` and ``EvalCallback`` put the
+    generators back, so the run ends with the very weights of a run without them."""
+    reference = noisy_cartpole_run()
+    predicted = noisy_cartpole_run(
+        between=lambda agent: [agent.predict(np.zeros(4, np.float32)) for _ in range(3)]
+    )
+    evaluation = EvalCallback(gymnasium.make("CartPole-v1"), eval_interval=60, verbose=0)
+    evaluated = noisy_cartpole_run(callbacks=[evaluation])
+    assert [result["step"] for result in evaluation.evaluations] == [60, 120, 180, 240]
+    assert_same_weights(reference.model, predicted.model)
+    assert_same_weights(reference.model, evaluated.model)
 
 
 def test_dueling_head_over_noisy_hidden_layers_acts_with_noise_and_saves(tmp_path):

@@ -92,6 +92,10 @@ class DistributionalDQNAgent(DQNAgent):
             dueling_type,
         )
 
+    def q_values_from_outputs(self, outputs: tf.Tensor) -> tf.Tensor:
+        """The means of the flat distributions the network outputs, ``(batch, nb_actions)``."""
+        return self._q_values(self._per_action(outputs))
+
     def _per_action(self, outputs: tf.Tensor) -> tf.Tensor:
         """The network's flat outputs as ``(batch, nb_actions, distribution_size)``."""
         return tf.reshape(outputs, (-1, self.nb_actions, self.distribution_size))

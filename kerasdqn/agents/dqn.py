@@ -252,6 +252,13 @@ class DQNAgent(Agent):
         """Q values of one state, shape ``(nb_actions,)``."""
         return self.compute_batch_q_values(np.asarray(state)[np.newaxis])[0]
 
+    def q_values_from_outputs(self, outputs: tf.Tensor) -> tf.Tensor:
+        """The Q values, ``(batch, nb_actions)``, of the online network's outputs for a batch
+        of states, in TensorFlow (for graphs built around ``model``, such as an export). The
+        outputs are the Q values for DQN; distributional agents reduce their distributions to
+        their means."""
+        return outputs
+
     def forward(self, observation) -> int:
         """The action for ``observation``, stacked with the episode's previous observations."""
         state = self.window.observe(observation)
