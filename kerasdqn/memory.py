@@ -409,6 +409,8 @@ class SequentialMemory:
         ``steps`` holds ``k``. It stops early where the episode ended, or where the memory
         holds nothing newer of the stream.
         """
+        n_step = check_int("n_step", n_step, minimum=1)
+        gamma = check_float("gamma", gamma, 0.0, 1.0)
         indices = np.asarray(indices, dtype=np.int64)
         ahead = self._positions_ahead(indices, n_step)
         steps, reward, terminal1 = self._n_step_returns(ahead, gamma)
@@ -702,7 +704,8 @@ class PrioritizedMemory(SequentialMemory):
     def update_priorities(self, indices: np.ndarray, td_errors: Any) -> None:
         """Set the priorities of the transitions ``indices`` names (a batch's ``indices``) to
         ``(|td_error| + epsilon)^alpha``. Indices of transitions the ring has overwritten since
-        they were sampled are ignored; where an index repeats, its last TD error counts."""
+        they were sampled are ignored; where an index repeats, its last TD error counts. An
+        index this memory never gave (negative, or past the entries written) is refused."""
         serials = np.asarray(indices).reshape(-1)
         if serials.size and serials.dtype.kind not in "iu":
             raise TypeError(f"indices: expected whole numbers, got {serials.dtype} values")
@@ -714,6 +717,12 @@ class PrioritizedMemory(SequentialMemory):
         if not np.isfinite(errors).all():
             raise ValueError("td_errors: expected finite numbers, got NaN or infinite values")
         serials = serials.astype(np.int64)
+        if serials.size and (serials.min() < 0 or serials.max() >= self._nb_written):
+            raise ValueError(
+                "indices: expected serial numbers of transitions this memory has stored, from "
+                f"0 to {self._nb_written - 1} (a sampled batch's indices), got "
+                f"{serials[(serials < 0) | (serials >= self._nb_written)][:5].tolist()}"
+            )
         positions = serials % self.limit
         current = (serials >= self._nb_written - self._nb_entries) & (serials < self._nb_written)
         current &= self._has_next[positions]

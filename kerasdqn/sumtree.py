@@ -131,8 +131,14 @@ class SumTree:
         prefix = np.array(prefix_sums, dtype=np.float64).reshape(-1)
         if not self._nodes[1] > 0.0:
             raise ValueError("the sum tree holds no positive priority to sample from")
+        total = self._nodes[1]
         if prefix.size and not (np.isfinite(prefix).all() and prefix.min() >= 0.0):
             raise ValueError("prefix_sums: expected finite numbers >= 0")
+        if prefix.size and prefix.max() > total * (1.0 + _ROUND_OFF):
+            raise ValueError(
+                f"prefix_sums: expected numbers up to the total priority {float(total)!r}, got "
+                f"{float(prefix.max())!r}"
+            )
         leaves = self._descend(prefix.copy(), guarded=False)
         # A zero leaf is reached only by overshooting a subtree's sum: rare, so those
         # prefix sums alone descend again, kept away from the empty sides.
@@ -154,6 +160,10 @@ class SumTree:
             np.subtract(prefix, left_sum, out=prefix, where=right)
             nodes = left + right
         return nodes - self._first_leaf
+
+
+#: The relative excess over the total a prefix sum may have (round-off in computing it).
+_ROUND_OFF = 1e-9
 
 
 def _check_priorities(priorities: np.ndarray) -> None:

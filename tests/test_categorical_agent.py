@@ -347,6 +347,22 @@ def test_a_model_with_one_output_per_action_is_refused_naming_the_shape():
 
 
 @pytest.mark.parametrize(
+    "last_layers",
+    [
+        [keras.layers.Dense(2 * 51, activation="softmax")],
+        [keras.layers.Dense(2 * 51), keras.layers.Softmax()],
+        [keras.layers.Dense(2 * 51), keras.layers.Activation("softmax")],
+    ],
+)
+def test_a_model_ending_in_a_softmax_is_refused(last_layers):
+    """The agent takes the softmax over each action's atoms; a second one would flatten
+    every distribution to near-uniform."""
+    model = keras.Sequential([keras.Input((1, 4)), keras.layers.Flatten(), *last_layers])
+    with pytest.raises(ValueError, match="model: its last layer .* applies a softmax"):
+        CategoricalDQNAgent(model, nb_actions=2, memory=SequentialMemory(100))
+
+
+@pytest.mark.parametrize(
     "arguments, message",
     [
         ({"delta_clip": 1.0}, "delta_clip: C51 has no Huber threshold"),

@@ -87,8 +87,8 @@ def test_projection_matches_the_reference_on_random_distributions(atoms):
     discounts[:4] = 0.0
     projected = project(next_probs, rewards, discounts, support)
     expected = reference_projection(next_probs, rewards, discounts, support)
-    np.testing.assert_allclose(projected, expected, atol=2e-5)
-    np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(projected, expected, atol=1e-6)
+    np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_atoms_that_land_on_atoms_keep_all_their_mass_on_the_51_atom_support():
@@ -100,6 +100,17 @@ def test_atoms_that_land_on_atoms_keep_all_their_mass_on_the_51_atom_support():
     np.testing.assert_allclose(projected[1, 1:-1], next_probs[1, :-2], rtol=1e-6, atol=0)
     np.testing.assert_allclose(projected[2, 1:-2], next_probs[2, 3:], rtol=1e-6, atol=0)
     assert projected[1, 0] == 0.0 and projected[2, -2:].tolist() == [0.0, 0.0]
+
+
+def test_an_atom_just_beside_an_atom_still_splits_its_mass_as_algorithm_1_does():
+    # All mass on z = 0; r = 0.40002 moves it 5e-5 spacings past atom 26 (z = 0.4).
+    support = np.linspace(-10, 10, 51, dtype=np.float32)
+    next_probs = np.zeros((1, 51), np.float32)
+    next_probs[0, 25] = 1.0
+    projected = project(next_probs, [0.40002], [0.99], support)
+    expected = reference_projection(next_probs, [0.40002], [0.99], support)
+    assert expected[0, 27] == pytest.approx(5e-5, rel=1e-3)
+    np.testing.assert_allclose(projected, expected, atol=1e-7)
 
 
 def test_the_projection_passes_no_gradient():

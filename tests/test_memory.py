@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kerasdqn import SequentialMemory
-from kerasdqn.memory import Experience, TransitionBatch
+from kerasdqn.memory import Experience, PrioritizedMemory, TransitionBatch
 
 
 def obs(k: int) -> np.ndarray:
@@ -134,6 +134,24 @@ def test_sampling_from_an_empty_memory_raises(method):
     memory = SequentialMemory(limit=10)
     with pytest.raises(ValueError, match="no complete transition"):
         getattr(memory, method)(4)
+
+
+@pytest.mark.parametrize("memory_class", [SequentialMemory, PrioritizedMemory])
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"n_step": 0}, ValueError, "n_step: expected an integer >= 1"),
+        ({"n_step": 2.5}, TypeError, "n_step: expected an integer"),
+        ({"gamma": float("nan")}, ValueError, "gamma: expected a finite number"),
+        ({"gamma": 5.0}, ValueError, r"gamma: expected a number in \[0.0, 1.0\]"),
+    ],
+)
+def test_sample_batch_refuses_a_bad_n_step_or_gamma_naming_it(memory_class, options, error, message):
+    memory = memory_class(limit=10)
+    for value in range(5):
+        memory.append(obs(value), 0, 1.0, terminal=False)
+    with pytest.raises(error, match=message):
+        memory.sample_batch(2, **options)
 
 
 def test_sampling_needs_a_complete_transition():

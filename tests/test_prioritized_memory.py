@@ -218,6 +218,10 @@ def test_update_priorities_refuses_bad_input_naming_it():
         memory.update_priorities(np.array([0]), np.array([np.nan]))
     with pytest.raises(TypeError, match="indices"):
         memory.update_priorities(np.array([0.5]), np.array([1.0]))
+    # Serial numbers the memory never gave: negative, or past the 4 entries written.
+    for never_given in ([-3], [4], [10**9], [0, 50]):
+        with pytest.raises(ValueError, match=r"indices: .* from 0 to 3"):
+            memory.update_priorities(np.array(never_given), np.ones(len(never_given)))
     assert memory.priorities[:4].tolist() == [1.0, 1.0, 1.0, 0.0]
 
 

@@ -89,6 +89,19 @@ class CategoricalDQNAgent(DistributionalDQNAgent):
             **kwargs,
         )
 
+    def _check_output(self, model: keras.Model) -> None:
+        """Also refuse a network ending in a softmax: the agent applies its own, per action,
+        and a second one would flatten every distribution to near-uniform."""
+        super()._check_output(model)
+        last = model.layers[-1] if model.layers else None
+        activation = getattr(last, "activation", None)
+        if isinstance(last, keras.layers.Softmax) or activation is keras.activations.softmax:
+            raise ValueError(
+                f"model: its last layer {last.name!r} applies a softmax; C51 expects logits, "
+                "a linear last layer (the agent takes the softmax over each action's atoms "
+                "itself)"
+            )
+
     def _q_values(self, outputs):
         # Q(s, a) = sum_j z_j softmax(logits)_j
         return tf.reduce_sum(tf.nn.softmax(outputs, axis=-1) * self.support, axis=-1)
