@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import string
 import sys
 import timeit
 import warnings
@@ -446,11 +448,16 @@ class ModelIntervalCheckpoint(Callback):
 
     ``filepath`` may hold ``{step}`` (the agent's step count, which continues across ``fit``
     calls and checkpoints) and, as in keras-rl, the step's log entries such as ``{episode}``.
+    Any other field is refused here, not at the first save ``interval`` steps later.
     """
+
+    #: The fields ``filepath`` may name: the step count and the step's log entries.
+    FIELDS = ("step", "action", "observation", "reward", "metrics", "episode", "info", "stream")
 
     def __init__(self, filepath: str, interval: int, verbose: int = 0) -> None:
         super().__init__()
         self.filepath = check_path("filepath", filepath)
+        _check_format_fields("filepath", self.filepath, self.FIELDS)
         self.interval = check_int("interval", interval, minimum=1)
         self.verbose = verbose
 
@@ -465,6 +472,24 @@ class ModelIntervalCheckpoint(Callback):
         if self.verbose > 0:
             print(f"Step {steps}: saving model to {filepath}")
         self.model.save_weights(filepath, overwrite=True)
+
+
+def _check_format_fields(name: str, template: str, fields: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``template`` is a valid ``str.format`` template whose
+    fields are all named among ``fields`` (``{step}``, ``{step:06d}``, ``{info[lives]}``)."""
+    try:
+        parsed = [field for _, field, _, _ in string.Formatter().parse(template)]
+    except ValueError as error:
+        raise ValueError(f"{name}: {template!r} is not a valid format string ({error})") from None
+    for field in parsed:
+        if field is None:
+            continue
+        root = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if root not in fields:
+            raise ValueError(
+                f"{name}: {template!r} names the field {{{field}}}; expected fields among "
+                + ", ".join(f"{{{known}}}" for known in fields)
+            )
 
 
 class TrainingCheckpoint(Callback):

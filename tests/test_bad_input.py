@@ -547,6 +547,18 @@ CASES = [
         r"\bfilepath\b",
     ),
     Case(
+        "checkpoint-filepath-unknown-field",
+        lambda p: ModelIntervalCheckpoint("weights_{stepp}.h5f", interval=100),
+        ValueError,
+        r"\bfilepath\b.*\{stepp\}.*\{step\}",
+    ),
+    Case(
+        "checkpoint-filepath-unbalanced-brace",
+        lambda p: ModelIntervalCheckpoint("weights_{step.h5f", interval=100),
+        ValueError,
+        r"\bfilepath\b.*not a valid format string",
+    ),
+    Case(
         "file-logger-filepath-none",
         lambda p: FileLogger(None),
         TypeError,

@@ -101,6 +101,17 @@ def test_model_interval_checkpoint_saves_every_interval(agent, cartpole, tmp_pat
         assert "layer_names" in handle.attrs
 
 
+def test_model_interval_checkpoint_formats_the_step_and_the_step_logs(agent, cartpole, tmp_path):
+    pattern = str(tmp_path / "w_{step:05d}_{episode}_{reward:.0f}.h5f")
+    agent.fit(
+        cartpole, nb_steps=40, verbose=0, callbacks=[ModelIntervalCheckpoint(pattern, interval=20)]
+    )
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 2
+    assert re.fullmatch(r"w_00020_\d+_1\.h5f", names[0])  # CartPole pays 1 a step
+    assert re.fullmatch(r"w_00040_\d+_1\.h5f", names[1])
+
+
 def test_checkpoint_directory_must_exist_before_training_starts(agent, cartpole, tmp_path):
     callback = ModelIntervalCheckpoint(str(tmp_path / "missing" / "w.h5"), interval=10)
     with pytest.raises(FileNotFoundError, match="filepath: the directory"):
