@@ -400,6 +400,11 @@ class TestLogger(Callback):
 class FileLogger(Callback):
     """Writes each episode's logs to a JSON file (one list per key), atomically.
 
+    Every list has one entry per episode, in the order of ``episode``'s: a key an episode's
+    logs lack (such as ``game_score``, which ``GameScoreLogger`` adds only to the episodes
+    that end a game) holds ``null`` there, so the columns line up as keras-rl's plots and a
+    ``pandas.DataFrame`` expect.
+
     ``interval``: rewrite the file every that many episodes as well as at the end.
     """
 
@@ -422,8 +427,11 @@ class FileLogger(Callback):
             "episode": episode,
             "duration": timeit.default_timer() - self.episode_starts.pop(episode),
         }
-        for key, value in record.items():
-            self.data.setdefault(key, []).append(_json_number(value))
+        recorded = len(self.data.get("episode", ()))
+        for key in record.keys() - self.data.keys():
+            self.data[key] = [None] * recorded  # a key first seen now: none before
+        for key, column in self.data.items():
+            column.append(_json_number(record[key]) if key in record else None)
         if self.interval is not None and len(self.data["episode"]) % self.interval == 0:
             self.save_data()
 

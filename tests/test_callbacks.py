@@ -90,6 +90,24 @@ def test_file_logger_writes_episode_logs_as_json(agent, cartpole, tmp_path):
     assert all(duration > 0 for duration in data["duration"])
 
 
+def test_file_logger_columns_line_up_when_some_episodes_lack_a_key(tmp_path):
+    """With a life lost as an episode's end, only the episodes that end a game carry a
+    game_score: the column holds null for the others, one entry per episode."""
+    logger = FileLogger(str(tmp_path / "log.json"))
+    logger.on_train_begin()
+    episodes = [{"episode_reward": 1.0}, {"episode_reward": 2.0, "game_score": 7.0},
+                {"episode_reward": 0.0}, {"episode_reward": 3.0, "game_score": 4.0}]
+    for index, logs in enumerate(episodes):
+        logger.on_episode_begin(index)
+        logger.on_episode_end(index, logs)
+    logger.on_train_end()
+    with open(tmp_path / "log.json") as handle:
+        data = json.load(handle)
+    assert data["episode"] == [0, 1, 2, 3]
+    assert data["game_score"] == [None, 7.0, None, 4.0]
+    assert {len(column) for column in data.values()} == {4}
+
+
 def test_model_interval_checkpoint_saves_every_interval(agent, cartpole, tmp_path):
     pattern = str(tmp_path / "weights_{step}.h5f")
     agent.fit(
