@@ -998,19 +998,24 @@ def _check_priorities(state: dict[str, Any]) -> None:
         )
 
 
-def check_fits_in_memory(limit: int, shape: tuple, dtype: Any) -> None:
+def check_fits_in_memory(limit: int, shape: tuple, dtype: Any, name: str = "limit") -> None:
     """Raise ``MemoryError`` before ``limit`` observations of ``shape`` and ``dtype`` are
     allocated, if they would need more bytes than the machine's physical memory (where the
-    system says how much that is)."""
+    system says how much that is). ``name`` is the argument the message names."""
     dtype = np.dtype(dtype)
     needed = limit * math.prod(shape) * dtype.itemsize
     physical = _physical_memory()
     if physical is not None and needed > physical:
+        advice = f"use a smaller {name}"
+        if dtype != np.uint8:
+            advice += (
+                ", or store uint8 observations (a Processor whose process_observation "
+                "returns uint8 frames)"
+            )
         raise MemoryError(
-            f"limit: {limit} observations of shape {tuple(shape)} and dtype {dtype} need "
+            f"{name}: {limit} observations of shape {tuple(shape)} and dtype {dtype} need "
             f"{needed / 1e9:.1f} GB, more than this machine's {physical / 1e9:.1f} GB of "
-            "memory; use a smaller limit, or store uint8 observations (a Processor whose "
-            "process_observation returns uint8 frames)"
+            f"memory; {advice}"
         )
 
 

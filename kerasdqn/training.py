@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium
@@ -38,10 +39,17 @@ from kerasdqn.config import (
     add_threads_argument,
     config_from_flags,
 )
-from kerasdqn.envs import display_available, file_name, make_env, record_video
+from kerasdqn.envs import (
+    display_available,
+    file_name,
+    is_atari_id,
+    make_atari,
+    make_env,
+    record_video,
+)
 from kerasdqn.errors import UsageError
 from kerasdqn.evaluation import EvalCallback
-from kerasdqn.memory import PrioritizedMemory, SequentialMemory
+from kerasdqn.memory import PrioritizedMemory, SequentialMemory, check_fits_in_memory
 from kerasdqn.networks import build_model, frame_stack
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, LinearAnnealedPolicy, Policy
 
@@ -114,6 +122,7 @@ def build_agent(
     """
     if config is None or isinstance(config, argparse.Namespace):
         config = DQNConfig.from_args(config or argparse.Namespace())
+    _check_replay_fits(config, env)
     if model is None:
         model = build_model(
             env,
@@ -147,6 +156,14 @@ def build_agent(
     )
     agent.compile(optimizer)
     return agent
+
+
+def _check_replay_fits(config: DQNConfig, env: gymnasium.Env) -> None:
+    """Raise ``MemoryError`` naming ``memory`` before anything is built, if ``config.memory``
+    of ``env``'s observations cannot fit in this machine's memory."""
+    space = env.observation_space
+    if space.shape is not None and space.dtype is not None:
+        check_fits_in_memory(config.memory, space.shape, space.dtype, name="memory")
 
 
 def agent_class(config: DQNConfig) -> tuple[type[DQNAgent], dict]:
@@ -379,13 +396,24 @@ def evaluation_during_training(env_id: str, config: DQNConfig, args) -> EvalCall
     if not interval:
         return None
     return EvalCallback(
-        make_env(env_id, seed=config.seed + 2_000),
+        make_evaluation_env(env_id, seed=config.seed + 2_000),
         eval_interval=interval,
         nb_episodes=getattr(args, "eval_episodes", 10),
         best_weights_path=best_weights_path(args.weights),
         verbose=1 if args.verbose else 0,
         log_dir=args.logdir,
     )
+
+
+def make_evaluation_env(
+    env_id: str, seed: int | None, render_mode: str | None = None
+) -> gymnasium.Env:
+    """``make_env``'s environment for scoring an agent: an Atari game's rewards are not
+    clipped, so that greedy episodes, evaluations and the best weights count the real game
+    scores, not the clipped rewards the agent trains on."""
+    if is_atari_id(env_id):
+        return make_atari(env_id, seed, clip_rewards=False, render_mode=render_mode)
+    return make_env(env_id, seed, render_mode=render_mode)
 
 
 def close_evaluation(evaluation: EvalCallback | None) -> None:
@@ -406,7 +434,7 @@ def best_evaluation(evaluation: EvalCallback | None) -> dict | None:
 
 def evaluate_on_new_env(agent: DQNAgent, env_id: str, config: DQNConfig, args) -> list[float]:
     """--episodes greedy episodes on a fresh ``env_id`` seeded apart from training's."""
-    eval_env = make_env(env_id, seed=config.seed + 1_000)
+    eval_env = make_evaluation_env(env_id, seed=config.seed + 1_000)
     try:
         return evaluate(agent, eval_env, args.episodes)
     finally:
@@ -465,7 +493,7 @@ def play(env_id: str, args: argparse.Namespace, video_folder: str | None = None)
     render_mode = _render_mode(args.render, video_folder)
     config = config_from_flags(args)
     keras.utils.set_random_seed(config.seed)
-    env = make_env(env_id, seed=config.seed, render_mode=render_mode)
+    env = make_evaluation_env(env_id, seed=config.seed, render_mode=render_mode)
     try:
         if video_folder is not None:
             env = record_video(env, video_folder, name_prefix=file_name(env_id))
@@ -492,10 +520,15 @@ def _render_mode(render: bool, video_folder: str | None) -> str | None:
     return None
 
 
-def checked_build_agent(env: gymnasium.Env, config: DQNConfig) -> DQNAgent:
-    """``build_agent``, a bad setting (its ValueError, naming the argument) reported as a
-    UsageError."""
+def checked_build_agent(
+    env: gymnasium.Env, config: DQNConfig, build: Callable[..., DQNAgent] = build_agent
+) -> DQNAgent:
+    """``build(env, config)`` (``build_agent`` by default), a bad setting (its ValueError,
+    naming the argument) or a replay memory too large for this machine (naming --memory)
+    reported as a UsageError."""
     try:
-        return build_agent(env, config)
+        return build(env, config)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    except MemoryError as error:
+        raise UsageError(f"--{error}") from None

@@ -67,7 +67,7 @@ from kerasdqn.config import DQNConfig, flag_for
 from kerasdqn.envs import make_env
 from kerasdqn.errors import UsageError
 from kerasdqn.evaluation import EvalCallback
-from kerasdqn.training import build_agent
+from kerasdqn.training import build_agent, make_evaluation_env
 
 try:
     import optuna
@@ -307,7 +307,7 @@ def run_trial(trial: optuna.Trial, spec: TuningSpec) -> float:
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     env = make_env(spec.env_id, seed=config.seed)
-    eval_env = make_env(spec.env_id, seed=config.seed + EVALUATION_SEED_OFFSET)
+    eval_env = make_evaluation_env(spec.env_id, seed=config.seed + EVALUATION_SEED_OFFSET)
     evaluation = TrialEvaluation(
         trial, eval_env, config.steps, spec.eval_interval, spec.eval_episodes
     )

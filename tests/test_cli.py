@@ -135,6 +135,10 @@ def test_moving_average_averages_the_last_window_values():
         (["test", "CartPole-v1", "--weights", "missing.h5"], "'missing.h5': no such file"),
         (["plot", "."], "holds no TensorBoard event files"),
         (["plot", "no-such-dir"], "is not a directory"),
+        (
+            ["train", "CartPole-v1", "--memory", str(10**13), "--steps", "10"],
+            "--memory: 10000000000000 observations of shape (4,) and dtype float32 need",
+        ),
     ],
 )
 def test_bad_input_exits_with_a_clear_message(argv, message, tmp_path, monkeypatch, capsys):

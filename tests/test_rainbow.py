@@ -60,6 +60,11 @@ def test_the_default_config_builds_the_plain_agent_as_before(cartpole):
     assert (agent.n_step, agent.enable_double_dqn, agent.delta_clip) == (5, True, 1.0)
 
 
+def test_a_replay_too_large_for_the_machine_is_refused_before_the_agent_is_built(cartpole):
+    with pytest.raises(MemoryError, match=r"^memory: 10000000000000 observations of shape"):
+        build_agent(cartpole, DQNConfig(**{**SMALL, "memory": 10**13}))
+
+
 @pytest.mark.parametrize(
     ("changes", "agent_class", "memory_class", "noisy"),
     [

@@ -22,6 +22,7 @@ from kerasdqn.training import (
     TrainingResult,
     best_evaluation,
     build_agent,
+    checked_build_agent,
     close_evaluation,
     evaluation_during_training,
     finish_run,
@@ -53,8 +54,10 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     config = config_from_flags(args)
     keras.utils.set_random_seed(config.seed)
     env = make_env(env_id, seed=config.seed)
-    agent = build_apex_agent(env, config)
-    env.close()
+    try:
+        agent = checked_build_agent(env, config, build=build_apex_agent)
+    finally:
+        env.close()
     prepare_weights_path(args.weights)
     init_ray(args.ray_address)
     apex = ApeX(
