@@ -533,10 +533,17 @@ class SequentialMemory:
         ``state["observations"]`` may be any array-like with ``shape``, ``dtype`` and
         slicing, such as an open ``h5py.Dataset``: it is copied block by block straight into
         the memory's one preallocated array, so a restore never holds the observations
-        twice. Should a read fail part-way, the memory is still left as it was."""
+        twice. Should a read fail part-way, the memory is still left as it was, with one
+        exception: if it already holds observations and the machine has not the memory for
+        those and the restored ones at once (a million frames loaded into a filled agent),
+        the old ones are dropped first, and a read failing part-way leaves it empty."""
         self.check_state(state)
         filled = len(state["actions"])
         restored = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
+        if filled and self._observations is not None:
+            row_bytes = self._observations[0].nbytes
+            if filled * row_bytes > _available_memory(default=math.inf):
+                self._clear()
         if filled:
             restored._observations = _copy_into_new_ring(state["observations"], self.limit)
             restored._observation_shape = restored._observations.shape[1:]
@@ -555,6 +562,14 @@ class SequentialMemory:
             )
         rng = self.rng
         self.__dict__.update(restored.__dict__)
+        self.rng = rng
+
+    def _clear(self) -> None:
+        """Drop every entry, as a new memory of the same settings (the random generator
+        stays)."""
+        rng = self.rng
+        empty = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
+        self.__dict__.update(empty.__dict__)
         self.rng = rng
 
     def check_state(self, state: dict[str, Any], observation_shape: tuple | None = None) -> None:
@@ -797,9 +812,15 @@ class PrioritizedMemory(SequentialMemory):
         state["max_priority"] = self._max_priority
         return state
 
+    def _clear(self) -> None:
+        super()._clear()
+        self._tree = SumTree(self.limit)
+        self._max_priority = 1.0
+
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what ``get_state`` returned, priorities included; everything is checked
-        first (``check_state``), and on any problem the memory is left as it was."""
+        first (``check_state``), and on any problem the memory is left as it was (but see
+        ``SequentialMemory.set_state`` on loading into a full memory)."""
         super().set_state(state)
         leaves = np.zeros(self.limit, dtype=np.float64)
         leaves[: self._nb_entries] = state["priorities"]
@@ -1017,6 +1038,19 @@ def check_fits_in_memory(limit: int, shape: tuple, dtype: Any, name: str = "limi
             f"{needed / 1e9:.1f} GB, more than this machine's {physical / 1e9:.1f} GB of "
             f"memory; {advice}"
         )
+
+
+def _available_memory(default: float) -> float:
+    """Bytes of memory the system can still give without swapping (Linux's MemAvailable),
+    or ``default`` where it does not say."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return default
 
 
 def _physical_memory() -> int | None:

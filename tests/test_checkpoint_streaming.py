@@ -118,6 +118,40 @@ def test_a_damaged_chunk_late_in_the_frames_leaves_the_agent_as_it_was(filled_ag
     assert victim.memory.nb_entries == 100
 
 
+@pytest.mark.parametrize("memory_class", [SequentialMemory, PrioritizedMemory])
+def test_without_room_for_two_copies_a_full_memory_drops_its_frames_before_loading(
+    filled_agent, tmp_path, monkeypatch, memory_class
+):
+    """Loading into a memory that already holds frames keeps them until the new ones are
+    read only when the machine has room for both; else they go first, and the load still
+    restores exactly (a load that fails part-way then leaves the memory empty)."""
+    import kerasdqn.memory
+
+    path = tmp_path / "checkpoint.h5"
+    source = pixel_agent(FRAMES, memory_class(FRAMES, window_length=4))
+    fill(source.memory, FRAMES)
+    source.save_checkpoint(path, compression="gzip")
+    victim = pixel_agent(FRAMES, memory_class(FRAMES, window_length=4))
+    fill(victim.memory, 300)
+    old_frames = victim.memory._observations
+    monkeypatch.setattr(kerasdqn.memory, "_available_memory", lambda default: 10**6)
+    victim.load_checkpoint(path)
+    assert victim.memory._observations is not old_frames
+    assert_same_memory(source.memory, victim.memory)
+
+    with h5py.File(path, "r") as handle:
+        observations = handle["memory/observations"]
+        last = observations.id.get_chunk_info(observations.id.get_num_chunks() - 1)
+    with open(path, "r+b") as handle:  # garble the last chunk's compressed bytes
+        handle.seek(last.byte_offset + last.size // 2)
+        handle.write(b"\xff" * 64)
+    with pytest.raises(ValueError, match="damaged or incomplete"):
+        victim.load_checkpoint(path)
+    assert victim.memory.nb_entries == 0 and victim.memory.nb_transitions == 0
+    with pytest.raises(ValueError, match="no complete transition"):
+        victim.memory.sample_batch(1)
+
+
 def test_priorities_of_a_prioritized_pixel_replay_survive_exactly(tmp_path):
     agent = pixel_agent(3000, PrioritizedMemory(3000, window_length=4))
     for index in range(2500):
