@@ -23,6 +23,22 @@ from kerasdqn.layers import DuelingCombine, NoisyDense
 #: length", which lets the network see motion.
 FRAME_STACK = 4
 
+#: The Nature CNN's convolutions, first to last: (filters, kernel side, stride), valid padding.
+NATURE_CONVOLUTIONS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+
+
+def _smallest_frame_side(convolutions: Sequence[tuple[int, int, int]]) -> int:
+    """The smallest frame side from which valid ``convolutions`` leave one pixel: working back
+    from that pixel, a layer of kernel ``k`` and stride ``s`` needs ``(side - 1) * s + k``."""
+    side = 1
+    for _, kernel, stride in reversed(convolutions):
+        side = (side - 1) * stride + kernel
+    return side
+
+
+#: The smallest height and width of the frames ``nature_cnn`` takes: 36 pixels.
+MIN_FRAME_SIDE = _smallest_frame_side(NATURE_CONVOLUTIONS)
+
 
 def glorot_dense(units: int, activation: str | None = None, name: str | None = None):
     """A ``Dense`` layer with glorot-normal kernel and zero bias."""
@@ -121,7 +137,9 @@ def nature_cnn(
     Args:
         input_shape: one state without the batch axis: ``(window_length, height, width)``
             (default 4 frames of 84x84, as ``make_atari`` gives them) or ``(window_length,
-            height, width, colours)``.
+            height, width, colours)``, the window axis first (not Keras's channels-last
+            ``(84, 84, 4)``); frames of at least ``MIN_FRAME_SIDE`` (36) pixels a side, the
+            smallest the convolutions take.
         nb_actions: number of outputs, one per discrete action.
         dueling: the dueling architecture of Wang et al. (2016) instead: after the
             convolutions, a value stream and an advantage stream of 512 ReLU units each,
@@ -132,23 +150,17 @@ def nature_cnn(
         noisy_sigma0: if set, the fully connected layers (not the convolutions) are
             ``NoisyDense`` layers of that ``sigma0``, as in Rainbow (Hessel et al., 2018).
     """
-    input_shape = tuple(check_int("input_shape", dim, minimum=1) for dim in input_shape)
-    if len(input_shape) not in (3, 4):
-        raise ValueError(
-            "input_shape: expected (window_length, height, width) or (window_length, height, "
-            f"width, colours), got {input_shape}"
-        )
+    input_shape = _checked_frames_shape(input_shape)
     nb_actions = check_int("nb_actions", nb_actions, minimum=1)
     layers = [
         keras.Input(shape=input_shape, dtype="uint8", name="frames"),
         keras.layers.Rescaling(1.0 / 255.0, name="scale_to_unit"),
     ] + _frames_as_channels(input_shape)
     layers += [
-        glorot_conv(32, 8, 4, "conv_8x8"),
-        glorot_conv(64, 4, 2, "conv_4x4"),
-        glorot_conv(64, 3, 1, "conv_3x3"),
-        keras.layers.Flatten(name="features"),
+        glorot_conv(filters, kernel, stride, f"conv_{kernel}x{kernel}")
+        for filters, kernel, stride in NATURE_CONVOLUTIONS
     ]
+    layers.append(keras.layers.Flatten(name="features"))
     if check_bool("dueling", dueling):
         body = keras.Sequential(layers, name="nature_cnn_body")
         return _dueling_streams(body, nb_actions, noisy_sigma0)
@@ -157,6 +169,41 @@ def nature_cnn(
         fully_connected(nb_actions, name="q_values", noisy_sigma0=noisy_sigma0),
     ]
     return keras.Sequential(layers, name="nature_cnn")
+
+
+_FRAME_SHAPES = "(window_length, height, width) or (window_length, height, width, colours)"
+
+
+def _checked_frames_shape(input_shape) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of ints, if it is one of ``_FRAME_SHAPES`` with frames of
+    at least ``MIN_FRAME_SIDE`` pixels a side: smaller ones would fail deep inside Keras."""
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise TypeError(f"input_shape: expected a tuple {_FRAME_SHAPES}, got {input_shape!r}")
+    input_shape = tuple(check_int("input_shape", dim, minimum=1) for dim in input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(f"input_shape: expected {_FRAME_SHAPES}, got {input_shape}")
+    height, width = input_shape[1:3]
+    if min(height, width) < MIN_FRAME_SIDE:
+        convolutions = ", ".join(f"{k}x{k} stride {s}" for _, k, s in NATURE_CONVOLUTIONS)
+        raise ValueError(
+            f"input_shape: expected frames of at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels "
+            f"(the smallest that the valid convolutions {convolutions} take), got "
+            f"{height}x{width} in {input_shape}{_window_first_hint(input_shape)}"
+        )
+    return input_shape
+
+
+def _window_first_hint(input_shape: tuple[int, ...]) -> str:
+    """For a channels-last shape such as ``(84, 84, 4)``, the reminder that the window axis
+    comes first; '' for other shapes."""
+    if input_shape[0] < MIN_FRAME_SIDE:
+        return ""
+    suggestion = input_shape[-1:] + input_shape[:-1] if len(input_shape) == 3 else None
+    return (
+        f"; the window axis comes first: {_FRAME_SHAPES}"
+        + (f", e.g. {suggestion}" if suggestion else "")
+        + " (the network moves it last itself)"
+    )
 
 
 def _frames_as_channels(input_shape: tuple[int, ...]) -> list:
@@ -202,6 +249,18 @@ def frame_stack(env: gymnasium.Env) -> int:
     return FRAME_STACK if is_image_space(env.observation_space) else 1
 
 
+def _check_frame_size(space: gymnasium.spaces.Box) -> None:
+    """Refuse image observations too small for the Nature CNN, naming the env's frame size
+    (the ``input_shape`` that ``nature_cnn`` would name is not one the user wrote)."""
+    height, width = space.shape[:2]
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise ValueError(
+            f"env: its frames are {height}x{width} pixels, smaller than the "
+            f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} the Nature CNN needs; make them larger "
+            "(make_atari's screen_size, 84 by default) or pass a model of your own"
+        )
+
+
 def build_model(
     env: gymnasium.Env,
     hidden: Sequence[int] = (256, 256),
@@ -221,6 +280,9 @@ def build_model(
     their colours as its channels, but ``make_atari``'s 84x84 grey frames are what the
     Nature network was made for, and 14 times smaller in replay.
 
+    Frames smaller than ``MIN_FRAME_SIDE`` (36) pixels a side raise ``ValueError`` naming
+    their size: the Nature CNN cannot take them.
+
     ``outputs_per_action``: numbers the network outputs per action, 1 for Q values (a
     distributional agent's ``nb_atoms`` or ``nb_quantiles``). ``noisy_sigma0``: if set, the
     fully connected layers are ``NoisyDense`` layers of that initial noise scale.
@@ -228,6 +290,7 @@ def build_model(
     outputs = int(env.action_space.n) * check_int("outputs_per_action", outputs_per_action, 1)
     space = env.observation_space
     if is_image_space(space):
+        _check_frame_size(space)
         shape = (FRAME_STACK,) + tuple(space.shape)
         return nature_cnn(shape, nb_actions=outputs, noisy_sigma0=noisy_sigma0)
     if isinstance(space, gymnasium.spaces.Box):

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from kerasdqn import DQNAgent, SequentialMemory
-from kerasdqn.networks import build_model, frame_stack, is_image_space, nature_cnn
+from kerasdqn.networks import (
+    MIN_FRAME_SIDE,
+    build_model,
+    frame_stack,
+    is_image_space,
+    nature_cnn,
+)
 
 
 def as_numpy(x):
@@ -134,11 +140,30 @@ def test_colour_frames_become_window_times_colour_channels():
         ({"input_shape": (4, 0, 84), "nb_actions": 6}, ValueError, "input_shape: expected an"),
         ({"nb_actions": 0}, ValueError, "nb_actions: expected an integer >= 1"),
         ({"nb_actions": 6, "dueling": "yes"}, TypeError, "dueling: expected True or False"),
+        ({"input_shape": None, "nb_actions": 6}, TypeError, "input_shape: expected a tuple"),
+        ({"input_shape": 84, "nb_actions": 6}, TypeError, "input_shape: expected a tuple"),
+        ({"input_shape": (4, 32, 32), "nb_actions": 6}, ValueError, "at least 36x36 pixels"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(kwargs, error, message):
     with pytest.raises(error, match=message):
         nature_cnn(**kwargs)
+
+
+def test_the_smallest_frames_are_36_pixels_a_side_as_the_three_convolutions_need():
+    # back from one pixel: 3x3 stride 1 needs 3, 4x4 stride 2 needs (3 - 1) * 2 + 4 = 8,
+    # 8x8 stride 4 needs (8 - 1) * 4 + 8 = 36
+    assert MIN_FRAME_SIDE == 36
+    model = nature_cnn((4, 36, 36), nb_actions=6)
+    assert model.get_layer("features").output.shape == (None, 64)  # one pixel of 64 filters
+    for height, width in [(35, 84), (84, 35)]:
+        with pytest.raises(ValueError, match=f"input_shape: .* at least 36x36 .* {height}x{width}"):
+            nature_cnn((4, height, width), nb_actions=6)
+
+
+def test_channels_last_frames_are_refused_with_the_window_first_shape():
+    with pytest.raises(ValueError, match=r"window axis comes first.*e\.g\. \(4, 84, 84\)"):
+        nature_cnn((84, 84, 4), nb_actions=6)
 
 
 # ------------------------------------------------------------------ dueling
@@ -225,6 +250,21 @@ def test_build_model_picks_the_cnn_for_raw_atari_screens_and_the_mlp_for_vectors
     mlp = build_model(cartpole, hidden=(8,))
     assert mlp.input_shape == (None, 1, 4) and conv_layers(mlp) == []
     assert frame_stack(cartpole) == 1
+
+
+class FramesEnv(gymnasium.Env):
+    """An environment of ``side`` x ``side`` grey frames, for the network built for it."""
+
+    action_space = gymnasium.spaces.Discrete(6)
+
+    def __init__(self, side: int) -> None:
+        self.observation_space = gymnasium.spaces.Box(0, 255, (side, side), np.uint8)
+
+
+def test_build_model_refuses_frames_too_small_naming_their_size_and_the_minimum():
+    with pytest.raises(ValueError, match=r"env: its frames are 35x35 pixels, .* the 36x36"):
+        build_model(FramesEnv(35))
+    assert build_model(FramesEnv(36)).input_shape == (None, 4, 36, 36)
 
 
 @pytest.mark.parametrize("dueling", [False, True], ids=["plain", "two_stream_dueling"])
