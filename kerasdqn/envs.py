@@ -22,15 +22,18 @@ ATARI_EXTRA = (
 )
 
 
-def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gymnasium.Env:
-    """The gymnasium environment ``env_id``, reset with ``seed``, its action space seeded too.
+def make_env(env_id: str, seed: int | None, render_mode: str | None = None) -> gymnasium.Env:
+    """The gymnasium environment ``env_id``, reset with ``seed`` (an integer >= 0; None: an
+    unseeded start), its action space seeded too.
 
-    Atari games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``; see ``is_atari_id``) are made by
-    ``make_atari`` with its defaults: 84x84 grey frames, 4 frames per step, rewards clipped.
+    Atari games (``ALE/Pong-v5``, ``Pong-v4``, ``PongNoFrameskip-v4``; see ``is_atari_id``)
+    are made by ``make_atari`` with its defaults: 84x84 grey frames, 4 frames per step, rewards
+    clipped.
 
     Raises ``UsageError`` for an unknown id, an action space DQN cannot use, or a render mode
     the environment does not offer.
     """
+    seed = _checked_seed(seed)
     if is_atari_id(env_id):
         return make_atari(env_id, seed, render_mode=render_mode)
     try:
@@ -51,6 +54,12 @@ def make_env(env_id: str, seed: int, render_mode: str | None = None) -> gymnasiu
     return env
 
 
+def _checked_seed(seed) -> int | None:
+    """``seed`` as a Python int (gymnasium refuses NumPy integers), checked before anything is
+    made; None stays None."""
+    return None if seed is None else check_int("seed", seed, minimum=0)
+
+
 def _check_render_mode(env: gymnasium.Env, env_id: str, render_mode: str) -> None:
     modes = env.metadata.get("render_modes", [])
     if render_mode not in modes:
@@ -63,12 +72,37 @@ def _check_render_mode(env: gymnasium.Env, env_id: str, render_mode: str) -> Non
 # --------------------------------------------------------------------------- Atari
 
 
+#: Endings only Atari ids have: ale-py's ``PongNoFrameskip-v4`` and ``-v0``, and older gym's
+#: ``PongDeterministic-v4`` and ``-v0`` (which ale-py no longer registers).
+ATARI_ID_ENDINGS = tuple(
+    kind + version for kind in ("NoFrameskip", "Deterministic") for version in ("-v4", "-v0")
+)
+
+
 def is_atari_id(env_id: str) -> bool:
-    """Whether ``env_id`` names one of ale-py's Atari games: the ``ALE`` namespace
-    (``ALE/Pong-v5``) or the older ``...NoFrameskip-v4`` ids, with or without a module prefix
-    (``ale_py:ALE/Pong-v5``)."""
+    """Whether ``env_id`` names one of ale-py's Atari games, with or without a module prefix
+    (``ale_py:ALE/Pong-v5``): the ``ALE`` namespace (``ALE/Pong-v5``), the ids ending as
+    ``ATARI_ID_ENDINGS`` (``PongNoFrameskip-v4``), or the plain ``Pong-v4`` and ``Pong-v0``
+    that ale-py registers.
+
+    The answer does not depend on what the process made before: ale-py is registered here
+    when the id needs it, so ``Pong-v4`` is an Atari game in a fresh process too.
+    """
     name = env_id.rpartition(":")[2]
-    return name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
+    if name.startswith("ALE/") or name.endswith(ATARI_ID_ENDINGS):
+        return True
+    return name.endswith(("-v4", "-v0")) and _registered_by_ale_py(name)
+
+
+def _registered_by_ale_py(name: str) -> bool:
+    """Whether ale-py, if installed, registers ``name``: its ``Pong-v4`` looks like other
+    environments' ids (``CartPole-v0``), so only the registry can tell."""
+    try:
+        register_atari_envs()
+    except UsageError:  # no ale-py: no Atari game of that name
+        return False
+    spec = gymnasium.envs.registry.get(name)
+    return spec is not None and str(spec.entry_point).startswith("ale_py")
 
 
 def register_atari_envs() -> None:
@@ -83,7 +117,7 @@ def register_atari_envs() -> None:
 
 def make_atari(
     env_id: str,
-    seed: int,
+    seed: int | None,
     *,
     noop_max: int = 30,
     frame_skip: int = 4,
@@ -101,23 +135,27 @@ def make_atari(
     ``frameskip=1``: up to ``noop_max`` random no-op actions at each game's start, each step
     repeating the action for ``frame_skip`` frames and max-pooling the last two (the Atari
     flickers), and ``screen_size`` x ``screen_size`` grey ``uint8`` frames. Stacking frames is
-    the agent's job (``SequentialMemory(window_length=4)`` stores each frame once).
+    the agent's job (``SequentialMemory(window_length=4)`` stores each frame once). Ids that
+    skip frames themselves (``Pong-v4`` skips 2 to 4 at random) are made with ``frameskip=1``
+    too: ``frame_skip`` replaces their own skipping.
 
     Args:
         env_id: an ale-py game id, e.g. ``ALE/Pong-v5`` (sticky actions, as Machado et al.,
-            2018, recommend) or ``PongNoFrameskip-v4`` (none).
-        seed: seeds the game (its no-op starts and sticky actions) and the action space.
+            2018, recommend) or ``PongNoFrameskip-v4`` (none); see ``is_atari_id``.
+        seed: an integer >= 0 seeding the game (its no-op starts and sticky actions) and the
+            action space; None: an unseeded start.
         noop_max: most no-op actions at a game's start (0: none).
         frame_skip: frames per step, the action repeated on each.
-        screen_size: side of the square frames, in pixels.
+        screen_size: side of the square frames, in pixels. ``nature_cnn`` needs 36 or more
+            (``kerasdqn.networks.MIN_FRAME_SIDE``); smaller frames suit networks of your own.
         terminal_on_life_loss: end the episode (as terminated) when a life is lost, while the
             game goes on: the next reset continues it (see ``LifeLossEpisodes``).
         clip_rewards: give the agent the reward's sign (-1, 0 or 1), as DQN trains.
         fire_reset: press FIRE after each reset in games that wait for it (see
             ``FireOnReset``); ignored in games without FIRE.
         repeat_action_probability: chance that the game repeats the previous action instead
-            of the new one (sticky actions); None keeps the id's default (0.25 for ``v5``, 0
-            for ``v4``).
+            of the new one (sticky actions); None keeps the id's default (0.25 for ``v5`` and
+            ``v0``, 0 for ``v4``).
         render_mode: ``'rgb_array'`` or ``'human'``, passed to the ALE environment.
 
     The real score of each whole game (unclipped, summed over all its lives) is in the
@@ -127,6 +165,7 @@ def make_atari(
 
     Raises ``UsageError`` if ale-py or OpenCV is missing or the id is not an Atari game.
     """
+    seed = _checked_seed(seed)
     options = _checked_atari_options(noop_max, frame_skip, screen_size, repeat_action_probability)
     env = _make_ale(env_id, options.pop("repeat_action_probability"), render_mode)
     try:
@@ -171,7 +210,9 @@ def _make_ale(env_id: str, repeat_action_probability, render_mode) -> gymnasium.
     try:
         env = gymnasium.make(env_id, **kwargs)
     except gymnasium.error.Error as error:
-        raise UsageError(f"cannot make environment {env_id!r}: {error}") from None
+        raise UsageError(
+            f"cannot make environment {env_id!r}: {error}{_retired_id_hint(env_id)}"
+        ) from None
     except TypeError:  # the environment takes no frameskip
         env = None
     if env is None or not hasattr(env.unwrapped, "ale"):
@@ -179,6 +220,19 @@ def _make_ale(env_id: str, repeat_action_probability, render_mode) -> gymnasium.
             env.close()
         raise UsageError(f"{env_id} is not an Atari game of ale-py; make it with make_env")
     return env
+
+
+def _retired_id_hint(env_id: str) -> str:
+    """For gym's ``PongDeterministic-v4`` ids, which ale-py does not register, the id that
+    plays the same under ``make_atari``; '' for other ids."""
+    name = env_id.rpartition(":")[2]
+    if not name.endswith(("Deterministic-v4", "Deterministic-v0")):
+        return ""
+    game, _, version = name.rpartition("Deterministic")
+    return (
+        f" (ale-py has no Deterministic ids; {game}NoFrameskip{version} with make_atari's "
+        "frame_skip=4 plays the same)"
+    )
 
 
 class LifeLossEpisodes(gymnasium.Wrapper):
