@@ -17,6 +17,7 @@ raise ``UsageError`` with a message saying what to do.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -370,13 +371,22 @@ def finish_run(
     )
 
 
-def training_envs(env: gymnasium.Env, env_id: str, seed: int, n_envs: int) -> gymnasium.Env:
+def training_envs(
+    env: gymnasium.Env,
+    env_id: str,
+    seed: int,
+    n_envs: int,
+    make: Callable[[int], gymnasium.Env] | None = None,
+) -> gymnasium.Env:
     """``env`` itself for one environment; for ``n_envs`` > 1, a ``SyncVectorEnv`` of ``env``
-    and ``n_envs - 1`` more made like it, environment ``i`` seeded with ``seed + i``."""
+    and ``n_envs - 1`` more made like it, environment ``i`` seeded with ``seed + i``: by
+    ``make(seed)`` if given, else ``make_env(env_id, seed)``."""
     if n_envs == 1:
         return env
+    if make is None:
+        make = functools.partial(make_env, env_id)
     makers = [lambda: env] + [
-        (lambda index=index: make_env(env_id, seed=seed + index)) for index in range(1, n_envs)
+        functools.partial(make, seed + index) for index in range(1, n_envs)
     ]
     return gymnasium.vector.SyncVectorEnv(makers)
 

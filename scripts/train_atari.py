@@ -4,6 +4,7 @@
     python scripts/train_atari.py                        # Pong with Dopamine's DQN settings
     python scripts/train_atari.py --env-id ALE/Breakout-v5 --terminal-on-life-loss
     python scripts/train_atari.py --checkpoint-dir checkpoints     # Ctrl-C, then --resume
+    python scripts/train_atari.py --n-envs 4       # 4 games at once; --steps counts them all
     python scripts/train_atari.py --test --weights weights/dqn_ALE_Pong-v5.h5
 
 The game is made by ``kerasdqn.envs.make_atari``: gymnasium's AtariPreprocessing (no-op starts,
@@ -30,7 +31,13 @@ import time
 
 from kerasdqn.cli import ENV_ID as ENV_ID_PLACEHOLDER
 from kerasdqn.cli import quiet_tensorflow
-from kerasdqn.config import DQNConfig, add_config_arguments, add_run_arguments, config_from_flags
+from kerasdqn.config import (
+    DQNConfig,
+    add_config_arguments,
+    add_run_arguments,
+    config_from_flags,
+    whole_number,
+)
 from kerasdqn.envs import display_available, file_name, make_atari
 from kerasdqn.errors import UsageError
 from kerasdqn.presets import preset_path, read_preset
@@ -61,12 +68,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=False,
         help="end the training episode at each lost life (the game goes on)",
     )
-    game.add_argument("--noop-max", type=int, default=30, help="most no-ops at a game's start")
+    game.add_argument(
+        "--noop-max", type=whole_number, default=30, help="most no-ops at a game's start"
+    )
     add_config_arguments(parser.add_argument_group("experiment"), defaults=DEFAULTS)
     args = parser.parse_args(argv)
+    check_flags(parser, args)
     args.logdir = args.logdir.replace(ENV_ID_PLACEHOLDER, file_name(args.env_id))
     args.weights = args.weights.replace(ENV_ID_PLACEHOLDER, file_name(args.env_id))
     return args
+
+
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad numbers as argparse does (usage, the flag, exit status 2) before TensorFlow
+    starts: the experiment's flags as ``DQNConfig`` checks them, and the run's own."""
+    try:
+        config_from_flags(args)
+    except UsageError as error:
+        parser.error(str(error))
+    if args.checkpoint_interval is not None and args.checkpoint_interval < 1:
+        parser.error(f"--checkpoint-interval: expected 1 or more, got {args.checkpoint_interval}")
+    if args.threads < 0:
+        parser.error(f"--threads: expected 0 or more, got {args.threads}")
 
 
 def training_env(args: argparse.Namespace, seed: int):
@@ -113,7 +136,11 @@ def train(args: argparse.Namespace) -> int:
     config = config_from_flags(args)
     keras.utils.set_random_seed(config.seed)
     env = training_env(args, config.seed)
-    agent = training.build_agent(env, config)  # the Nature CNN on 4 stacked uint8 frames
+    agent = training.checked_build_agent(env, config)  # the Nature CNN on 4 stacked frames
+    # --n-envs N > 1: a SyncVectorEnv of N games made alike, game i seeded with seed + i
+    env = training.training_envs(
+        env, args.env_id, config.seed, args.n_envs, lambda seed: training_env(args, seed)
+    )
     checkpoint = training.resume(agent, args)  # with --resume, continue where it stopped
     training.prepare_weights_path(args.weights)
 

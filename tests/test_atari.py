@@ -4,6 +4,7 @@ lost as an episode's end), the game score in History and TensorBoard, the replay
 frames, and ``kerasdqn train ALE/Pong-v5`` and scripts/train_atari.py end to end."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,16 +13,22 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdqn import DQNAgent, EpsGreedyQPolicy, SequentialMemory
+from kerasdqn import DQNAgent, EpsGreedyQPolicy, Processor, SequentialMemory
 from kerasdqn.callbacks import GameScoreLogger
 from kerasdqn.cli import main
 from kerasdqn.config import DQNConfig
-from kerasdqn.envs import is_atari_id, make_atari, make_env, register_atari_envs
+from kerasdqn.envs import (
+    LifeLossEpisodes,
+    is_atari_id,
+    make_atari,
+    make_env,
+    register_atari_envs,
+)
 from kerasdqn.errors import UsageError
 from kerasdqn.networks import nature_cnn
 from kerasdqn.plotting import read_scalars
 from kerasdqn.presets import available_presets, preset_path, read_preset
-from kerasdqn.training import build_agent
+from kerasdqn.training import build_agent, make_evaluation_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,6 +237,33 @@ def test_rewards_are_clipped_to_their_sign_and_the_game_score_is_not():
     assert clipped_info["episode"]["r"] == info["episode"]["r"] == rewards.sum()
 
 
+def test_the_cli_scores_atari_games_by_their_real_score_and_trains_on_clipped_rewards():
+    """``kerasdqn train``/``test`` play their greedy and evaluation games on
+    ``make_evaluation_env``: unclipped, where training's ``make_env`` clips."""
+    clipped, _ = play_random_game(make_env("ALE/SpaceInvaders-v5", seed=3))
+    rewards, info = play_random_game(make_evaluation_env("ALE/SpaceInvaders-v5", seed=3))
+    assert rewards.max() > 1 and rewards.sum() == info["episode"]["r"]
+    np.testing.assert_array_equal(clipped, np.sign(rewards))
+
+
+def test_a_processor_scaling_frames_to_floats_for_the_uint8_network_is_refused():
+    """keras-rl's AtariProcessor divides by 255 in process_state_batch; cast back to the
+    nature_cnn's uint8 every frame would be black. The agent says so instead."""
+
+    class ScalingProcessor(Processor):
+        def process_state_batch(self, batch):
+            return batch.astype("float32") / 255.0
+
+    agent = DQNAgent(
+        nature_cnn(nb_actions=6),
+        nb_actions=6,
+        memory=SequentialMemory(100, window_length=4),
+        processor=ScalingProcessor(),
+    )
+    with pytest.raises(TypeError, match="processor: process_state_batch returned float32 .* uint8"):
+        agent.forward(np.zeros((84, 84), np.uint8))
+
+
 def test_a_lost_life_ends_the_episode_while_the_game_and_its_score_go_on():
     env = make_atari("ALE/Breakout-v5", seed=0, terminal_on_life_loss=True, clip_rewards=False)
     lives, frames, total = [], [], 0.0
@@ -259,6 +293,63 @@ def test_atari_ids_are_routed_to_make_atari_and_others_are_not():
         make_env("ALE/Pongg-v5", seed=0)
     with pytest.raises(ValueError, match="noop_max: expected an integer >= 0, got -1"):
         make_atari("ALE/Pong-v5", seed=0, noop_max=-1)
+
+
+def frames_per_step(env):
+    """The game frames one ``step`` plays, from a fresh game."""
+    start = env.reset(seed=0)[1]["episode_frame_number"]
+    return env.step(0)[4]["episode_frame_number"] - start
+
+
+@pytest.mark.filterwarnings("ignore:.*is out of date")  # the v0 ids, still registered
+@pytest.mark.parametrize(
+    "env_id", ["Breakout-v4", "Breakout-v0", "BreakoutNoFrameskip-v4", "BreakoutNoFrameskip-v0"]
+)
+def test_ale_py_v0_and_v4_ids_get_make_ataris_preprocessing_and_frame_skip(env_id):
+    assert is_atari_id(env_id) and is_atari_id(f"ale_py:{env_id}")
+    env = make_env(env_id, seed=0)
+    assert env.observation_space.shape == (84, 84)
+    assert frames_per_step(env) == 4  # not v4's own 2 to 4 frames, then 4 times that
+    env.close()
+
+
+@pytest.mark.filterwarnings("ignore:.*is out of date")
+def test_look_alike_ids_of_other_environments_are_not_atari_games():
+    assert not is_atari_id("CartPole-v0") and not is_atari_id("FrozenLake-v1")
+    assert make_env("CartPole-v0", seed=0).observation_space.shape == (4,)
+
+
+def test_a_v4_id_is_an_atari_game_in_a_fresh_process_too():
+    code = "from kerasdqn.envs import make_env; print(make_env('Pong-v4', 0).observation_space)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Box(0, 255, (84, 84), uint8)"
+
+
+def test_retired_deterministic_ids_are_refused_naming_the_id_to_use():
+    with pytest.raises(UsageError, match="BreakoutNoFrameskip-v4 with make_atari's frame_skip=4"):
+        make_env("BreakoutDeterministic-v4", seed=0)
+
+
+def test_numpy_integer_seeds_work_and_other_seeds_are_refused_naming_seed():
+    numpy_seeded, seeded = (make_atari("ALE/Pong-v5", seed) for seed in (np.int64(3), 3))
+    starts = [
+        [env.reset()[1]["episode_frame_number"] for _ in range(5)] for env in (numpy_seeded, seeded)
+    ]
+    assert starts[0] == starts[1]  # the same no-op starts as seed 3's
+    numpy_seeded.close(), seeded.close()
+    with pytest.raises(TypeError, match=r"seed: expected an integer, got 1\.5"):
+        make_atari("ALE/Pong-v5", seed=1.5)
+    with pytest.raises(ValueError, match="seed: expected an integer >= 0, got -1"):
+        make_env("ALE/Pong-v5", seed=-1)
+
+
+def test_frames_too_small_for_the_nature_cnn_are_refused_when_the_agent_is_built():
+    env = make_atari("ALE/Pong-v5", seed=0, screen_size=32)  # fine for a network of your own
+    assert env.observation_space.shape == (32, 32)
+    with pytest.raises(ValueError, match="frames are 32x32 pixels, smaller than the 36x36"):
+        build_agent(env, DQNConfig(memory=100))
+    env.close()
 
 
 def test_without_ale_py_the_error_says_how_to_install_it(monkeypatch):
@@ -350,15 +441,66 @@ def test_kerasdqn_train_pong_builds_the_nature_cnn_and_writes_its_weights(pong_w
     assert any(not np.array_equal(a, b) for a, b in zip(fresh, agent.model.get_weights()))
 
 
-def test_train_atari_script_plays_greedy_games_with_saved_weights(pong_weights, capsys):
+def train_atari_script():
+    """The module scripts/train_atari.py."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        from train_atari import main as script_main
+        import train_atari
     finally:
         sys.path.remove(str(ROOT / "scripts"))
+    return train_atari
+
+
+def test_train_atari_script_plays_greedy_games_with_saved_weights(pong_weights, capsys):
+    script_main = train_atari_script().main
     assert script_main(["--test", "--weights", str(pong_weights), "--episodes", "1"]) == 0
     output = capsys.readouterr().out
     assert "Episode 1: reward: -" in output  # an untrained Pong player loses
     assert "Mean reward over 1 episodes: -" in output
     with pytest.raises(SystemExit, match="no such file"):
         script_main(["--test", "--weights", str(pong_weights) + ".missing"])
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--noop-max", "-1"],
+        ["--batch-size", "0"],
+        ["--gamma", "1.5"],
+        ["--checkpoint-interval", "0"],
+        ["--threads", "-1"],
+    ],
+)
+def test_train_atari_script_refuses_bad_numbers_as_usage_errors_naming_the_flag(flags, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_atari_script().parse_args(flags)
+    assert stop.value.code == 2  # argparse's usage error, before TensorFlow starts
+    assert flags[0] in capsys.readouterr().err.splitlines()[-1]
+
+
+def wrapped_in(env, wrapper_class) -> bool:
+    """Whether ``wrapper_class`` is among ``env``'s wrappers."""
+    while isinstance(env, gymnasium.Wrapper):
+        if isinstance(env, wrapper_class):
+            return True
+        env = env.env
+    return False
+
+
+def test_train_atari_script_acts_on_n_envs_games_made_with_its_flags(tmp_path, monkeypatch):
+    fitted_on, fit = [], DQNAgent.fit
+
+    def recording_fit(agent, env, *args, **kwargs):
+        fitted_on.append(env)
+        return fit(agent, env, *args, **kwargs)
+
+    monkeypatch.setattr(DQNAgent, "fit", recording_fit)
+    code = train_atari_script().main(
+        ["--n-envs", "2", "--terminal-on-life-loss", "--steps", "8", "--memory", "100"]
+        + ["--warmup", "1000", "--episodes", "0", "--eval-interval", "0", "--verbose", "0"]
+        + ["--weights", str(tmp_path / "dqn.h5"), "--logdir", str(tmp_path / "runs")]
+    )
+    assert code == 0
+    (env,) = fitted_on
+    assert env.num_envs == 2
+    assert all(wrapped_in(game, LifeLossEpisodes) for game in env.envs)

@@ -237,9 +237,21 @@ class DQNAgent(Agent):
     # ----------------------------------------------------------------- acting
 
     def process_state_batch(self, batch) -> np.ndarray:
+        """``batch`` through the processor's ``process_state_batch``, if there is a processor.
+
+        Raises ``TypeError`` if the processor turns the states into floats for a network
+        that takes integers (``nature_cnn``'s uint8 frames): cast back, values in [0, 1]
+        would all become 0."""
         batch = np.asarray(batch)
         if self.processor is not None:
             batch = np.asarray(self.processor.process_state_batch(batch))
+            if batch.dtype.kind == "f" and self._input_dtype.kind in "iu":
+                raise TypeError(
+                    f"processor: process_state_batch returned {batch.dtype} states, but the "
+                    f"network takes {self._input_dtype} (nature_cnn takes the uint8 frames "
+                    "and scales them inside): return the states as they are (drop the "
+                    "scaling to [0, 1]), or give the network a float input"
+                )
         return batch
 
     def compute_batch_q_values(self, state_batch) -> np.ndarray:
