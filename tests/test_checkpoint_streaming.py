@@ -98,15 +98,20 @@ def test_a_checkpoint_with_contiguous_datasets_still_loads(filled_agent, tmp_pat
     assert_same_memory(filled_agent.memory, fresh.memory)
 
 
-def test_a_damaged_chunk_late_in_the_frames_leaves_the_agent_as_it_was(filled_agent, tmp_path):
-    path = tmp_path / "checkpoint.h5"
-    filled_agent.save_checkpoint(path, compression="gzip")
+def garble_the_last_chunk_of_frames(path) -> None:
+    """Overwrite part of the compressed bytes of the observations' last HDF5 chunk."""
     with h5py.File(path, "r") as handle:
         observations = handle["memory/observations"]
         last = observations.id.get_chunk_info(observations.id.get_num_chunks() - 1)
-    with open(path, "r+b") as handle:  # garble the last chunk's compressed bytes
+    with open(path, "r+b") as handle:
         handle.seek(last.byte_offset + last.size // 2)
         handle.write(b"\xff" * 64)
+
+
+def test_a_damaged_chunk_late_in_the_frames_leaves_the_agent_as_it_was(filled_agent, tmp_path):
+    path = tmp_path / "checkpoint.h5"
+    filled_agent.save_checkpoint(path, compression="gzip")
+    garble_the_last_chunk_of_frames(path)
     victim = pixel_agent(FRAMES)
     fill(victim.memory, 100)
     before = {name: np.array(value) for name, value in victim.memory.get_state().items()}
@@ -139,12 +144,7 @@ def test_without_room_for_two_copies_a_full_memory_drops_its_frames_before_loadi
     assert victim.memory._observations is not old_frames
     assert_same_memory(source.memory, victim.memory)
 
-    with h5py.File(path, "r") as handle:
-        observations = handle["memory/observations"]
-        last = observations.id.get_chunk_info(observations.id.get_num_chunks() - 1)
-    with open(path, "r+b") as handle:  # garble the last chunk's compressed bytes
-        handle.seek(last.byte_offset + last.size // 2)
-        handle.write(b"\xff" * 64)
+    garble_the_last_chunk_of_frames(path)
     with pytest.raises(ValueError, match="damaged or incomplete"):
         victim.load_checkpoint(path)
     assert victim.memory.nb_entries == 0 and victim.memory.nb_transitions == 0
