@@ -28,7 +28,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import gymnasium
 import numpy as np
+
+from kerasdqn.errors import OneEnvironmentExpected
 
 #: NumPy dtype kinds an observation may have: bool, signed and unsigned int, float.
 NUMERIC_KINDS = "biuf"
@@ -37,6 +40,16 @@ FLATTEN_HINT = (
     "flatten them with gymnasium.wrappers.FlattenObservation(env), or pass a Processor whose "
     "process_observation turns each observation into one numeric array"
 )
+
+
+def check_one_env(name: str, env, player: str) -> None:
+    """Raise ``OneEnvironmentExpected`` naming ``name`` if ``env`` is a gymnasium
+    ``VectorEnv``: ``player`` (such as ``"test"``) plays one environment at a time."""
+    if isinstance(env, gymnasium.vector.VectorEnv):
+        raise OneEnvironmentExpected(
+            f"{name}: {player} plays one environment at a time; pass a single gymnasium "
+            f"environment (e.g. gymnasium.make(id)), not the VectorEnv {env!r}"
+        )
 
 
 def env_name(env) -> str:

@@ -33,7 +33,7 @@ import gymnasium
 import numpy as np
 
 from kerasdqn._checks import check_int
-from kerasdqn._env_checks import EnvContract, check_observation_space
+from kerasdqn._env_checks import EnvContract, check_observation_space, check_one_env
 from kerasdqn._signals import StopRequest
 from kerasdqn.callbacks import (
     CallbackList,
@@ -335,11 +335,7 @@ class Agent:
         episode's steps, as in keras-rl's test) per episode. The replay memory and the step
         counter are left untouched. ``env`` is one environment, not a ``VectorEnv``.
         """
-        if isinstance(env, gymnasium.vector.VectorEnv):
-            raise TypeError(
-                "env: test plays one environment at a time; pass a single gymnasium "
-                f"environment (e.g. gymnasium.make(id)), not the VectorEnv {env!r}"
-            )
+        check_one_env("env", env, "test")
         loop = self._loop(
             env,
             "test",

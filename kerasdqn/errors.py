@@ -3,3 +3,9 @@
 
 class UsageError(Exception):
     """A problem with an experiment's input that the user can fix; the message says how."""
+
+
+class OneEnvironmentExpected(TypeError, ValueError):
+    """A gymnasium ``VectorEnv`` given where one environment is played (``test``,
+    ``EvalCallback``). The wrong kind of environment (``TypeError``) for an argument's value
+    (``ValueError``): ``except`` either catches it."""

@@ -27,11 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdqn._checks import check_float, check_int
+from kerasdqn._env_checks import check_one_env
 from kerasdqn._files import check_directory_exists, check_path
 from kerasdqn.callbacks import Callback
 from kerasdqn.layers import noise_kept
 from kerasdqn.state import StateWindow
-from kerasdqn.vector import is_vector_env
 
 __all__ = ["EvalCallback"]
 
@@ -90,11 +90,7 @@ class EvalCallback(Callback):
                 f"eval_env: expected a gymnasium environment (with reset and step), "
                 f"got {eval_env!r}"
             )
-        if is_vector_env(eval_env):
-            raise ValueError(
-                "eval_env: evaluation plays one environment at a time; pass a single gymnasium "
-                f"environment (e.g. gymnasium.make(id)), not the VectorEnv {eval_env!r}"
-            )
+        check_one_env("eval_env", eval_env, "evaluation")
         self.eval_env = eval_env
         self.eval_interval = check_int("eval_interval", eval_interval, minimum=1)
         self.nb_episodes = check_int("nb_episodes", nb_episodes, minimum=1)

@@ -385,9 +385,7 @@ def training_envs(
         return env
     if make is None:
         make = functools.partial(make_env, env_id)
-    makers = [lambda: env] + [
-        functools.partial(make, seed + index) for index in range(1, n_envs)
-    ]
+    makers = [lambda: env] + [functools.partial(make, seed + index) for index in range(1, n_envs)]
     return gymnasium.vector.SyncVectorEnv(makers)
 
 

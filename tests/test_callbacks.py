@@ -95,8 +95,12 @@ def test_file_logger_columns_line_up_when_some_episodes_lack_a_key(tmp_path):
     game_score: the column holds null for the others, one entry per episode."""
     logger = FileLogger(str(tmp_path / "log.json"))
     logger.on_train_begin()
-    episodes = [{"episode_reward": 1.0}, {"episode_reward": 2.0, "game_score": 7.0},
-                {"episode_reward": 0.0}, {"episode_reward": 3.0, "game_score": 4.0}]
+    episodes = [
+        {"episode_reward": 1.0},
+        {"episode_reward": 2.0, "game_score": 7.0},
+        {"episode_reward": 0.0},
+        {"episode_reward": 3.0, "game_score": 4.0},
+    ]
     for index, logs in enumerate(episodes):
         logger.on_episode_begin(index)
         logger.on_episode_end(index, logs)

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from kerasdqn import DQNAgent, Processor, SequentialMemory, build_mlp
+from kerasdqn.errors import OneEnvironmentExpected
 from kerasdqn.evaluation import EvalCallback
 
 PROBES = np.random.default_rng(7).normal(size=(5, 1, 4)).astype(np.float32)
@@ -291,8 +292,9 @@ def test_eval_env_must_be_an_environment():
 
 def test_eval_env_must_be_one_environment_not_a_vector_env():
     vector_env = gymnasium.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
-    with pytest.raises(ValueError, match="^eval_env: evaluation plays one environment at a time"):
+    with pytest.raises(OneEnvironmentExpected, match="^eval_env: evaluation plays one") as error:
         EvalCallback(vector_env)
+    assert isinstance(error.value, TypeError) and isinstance(error.value, ValueError)
 
 
 def test_eval_env_must_not_be_the_training_environment():

@@ -146,7 +146,9 @@ def test_sampling_from_an_empty_memory_raises(method):
         ({"gamma": 5.0}, ValueError, r"gamma: expected a number in \[0.0, 1.0\]"),
     ],
 )
-def test_sample_batch_refuses_a_bad_n_step_or_gamma_naming_it(memory_class, options, error, message):
+def test_sample_batch_refuses_a_bad_n_step_or_gamma_naming_it(
+    memory_class, options, error, message
+):
     memory = memory_class(limit=10)
     for value in range(5):
         memory.append(obs(value), 0, 1.0, terminal=False)

@@ -128,7 +128,7 @@ def test_a_tree_of_one_leaf_finds_it():
         (lambda tree: tree.set_all([1.0, 2.0]), "priorities"),
         (lambda tree: tree.find([-0.1]), "prefix_sums"),
         (lambda tree: tree.find([np.nan]), "prefix_sums"),
-        (lambda tree: tree.find([100.0]), "prefix_sums: expected numbers up to the total priority 4.0"),
+        (lambda tree: tree.find([100.0]), "prefix_sums: expected numbers up to the total .* 4.0"),
         (lambda tree: tree.find([4.0000001]), "prefix_sums"),
     ],
 )

@@ -15,6 +15,7 @@ from kerasdqn.agents.categorical import CategoricalDQNAgent
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard
 from kerasdqn.core import Processor
+from kerasdqn.errors import OneEnvironmentExpected
 from kerasdqn.layers import NoisyDense
 from kerasdqn.memory import SequentialMemory
 from kerasdqn.policy import (
@@ -503,7 +504,7 @@ def test_bad_vector_envs_and_options_are_refused_clearly():
         agent.fit(counting_envs(), nb_steps=5, action_repetition=2)
     with pytest.raises(ValueError, match="nb_max_episode_steps"):
         agent.fit(gymnasium.make_vec("CartPole-v1", num_envs=2), nb_steps=5, nb_max_episode_steps=3)
-    with pytest.raises(TypeError, match="test plays one environment"):
+    with pytest.raises(OneEnvironmentExpected, match="^env: test plays one environment"):
         agent.test(counting_envs())
 
 
