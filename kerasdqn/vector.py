@@ -364,8 +364,9 @@ class VectorLoop:
 
     def _split(self, observations) -> Iterator:
         """A batch of observations (an array, or a dict or tuple of them for ``Dict`` and
-        ``Tuple`` spaces) as each environment's own, in order."""
-        return iterate(self.env.single_observation_space, observations)
+        ``Tuple`` spaces) as each environment's own, in order. It is split along the batched
+        space (``Discrete`` observations are batched as ``MultiDiscrete``)."""
+        return iterate(self.env.observation_space, observations)
 
     def _reset_observation(self, index: int, observation) -> np.ndarray:
         """Environment ``index``'s raw observation from a reset, as the single-environment

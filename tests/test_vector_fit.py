@@ -14,6 +14,7 @@ from tensorboard.util.tensor_util import make_ndarray
 from kerasdqn.agents.categorical import CategoricalDQNAgent
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard
+from kerasdqn.config import DQNConfig
 from kerasdqn.core import Processor
 from kerasdqn.errors import OneEnvironmentExpected
 from kerasdqn.layers import NoisyDense
@@ -25,6 +26,7 @@ from kerasdqn.policy import (
     LinearAnnealedPolicy,
 )
 from kerasdqn.state import StateWindows
+from kerasdqn.training import build_agent
 
 
 class CountingEnv(gymnasium.Env):
@@ -465,6 +467,20 @@ def test_async_vector_env_and_make_vec_work():
         assert agent.step == 300 and agent.memory.nb_transitions == 300
         assert sum(history.history["nb_episode_steps"]) <= 300
         assert len(set(history.episode)) == len(history.episode)  # one index per episode
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_discrete_observations_are_split_per_environment(mode):
+    """FrozenLake's observations are one integer each, batched as a MultiDiscrete array."""
+    envs = gymnasium.make_vec("FrozenLake-v1", num_envs=2, vectorization_mode=mode)
+    config = DQNConfig(memory=1000, warmup=50, hidden=(16,), seed=0)
+    agent = build_agent(gymnasium.make("FrozenLake-v1"), config)
+    history = agent.fit(envs, nb_steps=200, verbose=0)
+    envs.close()
+    assert agent.step == 200 and agent.memory.nb_transitions == 200
+    batch = agent.memory.sample_batch(64)
+    assert set(np.unique(batch.state0)) <= set(range(16))  # whole cells, one per state
+    assert len(history.episode) > 2
 
 
 def test_noisy_and_distributional_agents_act_on_batches():
