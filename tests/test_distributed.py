@@ -23,6 +23,7 @@ ray = pytest.importorskip("ray")
 from kerasdqn import DQNAgent  # noqa: E402
 from kerasdqn.callbacks import Callback, GameScoreLogger, TensorBoard  # noqa: E402
 from kerasdqn.config import DQNConfig  # noqa: E402
+from kerasdqn.core import Processor  # noqa: E402
 from kerasdqn.distributed import (  # noqa: E402
     ActorSettings,
     ActorWorker,
@@ -268,6 +269,29 @@ def test_an_env_the_agent_cannot_play_is_refused_naming_env():
         ApeX(agent, Chain, nb_actors=1)
 
 
+def test_an_agent_with_a_processor_is_refused_naming_it():
+    """The actors would neither process what they observe nor the rewards they send."""
+    agent = small_apex_agent()
+    agent.processor = Processor()
+    with pytest.raises(ValueError, match="agent: Ape-X actors do not apply a Processor"):
+        ApeX(agent, "CartPole-v1", nb_actors=1)
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"actor_cpus": "1"}, TypeError, "actor_cpus: expected a number"),
+        ({"actor_cpus": True}, TypeError, "actor_cpus: expected a number"),
+        ({"actor_cpus": float("inf")}, ValueError, "actor_cpus: expected a finite number"),
+        ({"actor_cpus": 0}, ValueError, r"actor_cpus: expected a number in \(0.0"),
+        ({"custom_objects": [1, 2]}, TypeError, "custom_objects: expected a dict of names"),
+    ],
+)
+def test_bad_actor_options_are_refused_naming_them(arguments, error, message):
+    with pytest.raises(error, match=message):
+        ApeX(small_apex_agent(), "CartPole-v1", nb_actors=1, **arguments)
+
+
 @pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date")
 def test_checkpoint_of_another_env_id_is_refused_naming_both(tmp_path):
     agent = small_apex_agent()
@@ -488,6 +512,21 @@ def scalar_values(log_dir, tag: str) -> list[float]:
     from test_tensorboard import read_scalars
 
     return [value for _, value in read_scalars(log_dir).get(tag, [])]
+
+
+def test_more_actors_than_cpus_share_them_and_all_play(ray_here):
+    """Three actors on Ray's two CPUs: each gets two thirds of one by default, and every
+    rung of the epsilon ladder plays. Asking for a whole CPU each is refused, naming it."""
+    apex = cartpole_apex(DQNConfig(steps=2000, hidden=(16,), warmup=100), nb_actors=3)
+    try:
+        history = apex.fit(600)
+    finally:
+        apex.close()
+    assert set(history.history["actor"]) == {0, 1, 2}
+    greedy = cartpole_apex(DQNConfig(hidden=(16,)), nb_actors=3, actor_cpus=1.0)
+    with pytest.raises(ValueError, match="actor_cpus: 3 actors .* need 3, but the Ray cluster"):
+        greedy.fit(100)
+    assert greedy.actors == []
 
 
 def test_tensorboard_logs_the_actors_epsilons_and_the_learners_curves(ray_here, tmp_path):

@@ -23,7 +23,7 @@ from dataclasses import asdict
 import keras
 import numpy as np
 
-from kerasdqn._checks import check_int
+from kerasdqn._checks import check_float, check_int
 from kerasdqn._files import atomic_path
 from kerasdqn._signals import StopRequest
 from kerasdqn.agents.dqn import DQNAgent
@@ -61,8 +61,15 @@ class ApeX:
         chunk_steps: vector steps an actor takes per chunk it sends.
         publish_interval: gradient steps between two weight publications.
         seed: actor ``i`` seeds its environments and exploration with ``seed + 1000 i``.
-        actor_cpus: CPUs Ray reserves for each actor (fractions share a core).
-        custom_objects: custom layers the network needs, for the actors' copies.
+        actor_cpus: CPUs Ray reserves for each actor (fractions share a core). None (the
+            default): one each if the Ray cluster has them, else an equal share of its CPUs,
+            so that every actor runs. A number the cluster cannot give ``nb_actors`` times
+            is refused when the actors start: Ray would never schedule the ones past it.
+        custom_objects: custom layers the network needs, for the actors' copies (a dict of
+            names to classes or functions).
+
+    The agent may not have a ``Processor``: the actors act on the environment's observations
+    and rewards as they are (use gymnasium wrappers, or ``make_atari`` for Atari games).
     """
 
     def __init__(
@@ -74,10 +81,11 @@ class ApeX:
         chunk_steps: int = 50,
         publish_interval: int = 100,
         seed: int = 0,
-        actor_cpus: float = 1.0,
+        actor_cpus: float | None = None,
         custom_objects: dict | None = None,
     ) -> None:
         self.learner = Learner(agent)
+        _check_no_processor(agent)
         _check_env(agent, env)  # fails here, not in actors Ray would restart
         self.env = env
         self.publish_interval = check_int("publish_interval", publish_interval, minimum=1)
@@ -98,10 +106,12 @@ class ApeX:
             )
             for i, epsilon in enumerate(epsilons)
         ]
-        if not actor_cpus > 0:
-            raise ValueError(f"actor_cpus: expected a number > 0, got {actor_cpus!r}")
-        self.actor_cpus = float(actor_cpus)
-        self.custom_objects = dict(custom_objects or {})
+        self.actor_cpus = (
+            None
+            if actor_cpus is None
+            else check_float("actor_cpus", actor_cpus, 0.0, low_open=True)
+        )
+        self.custom_objects = _checked_custom_objects(custom_objects)
         self.actors: list = []
         self.restarts = 0
         self.weights_version = 0
@@ -119,16 +129,32 @@ class ApeX:
         """Start the Ray actors (``ray.init`` first if Ray is not running)."""
         ray = require_ray()
         init_ray()
+        actor_cpus = self._cpus_per_actor(ray.cluster_resources().get("CPU", 0.0))
         _check_workers_make(self.env)
         self._publish()
         remote = ray.remote(ActorWorker).options(
-            max_restarts=-1, max_task_retries=-1, num_cpus=self.actor_cpus
+            max_restarts=-1, max_task_retries=-1, num_cpus=actor_cpus
         )
         model_json = self.agent.model.to_json()
         self.actors = [
             remote.remote(self.env, model_json, settings, custom_objects=self.custom_objects)
             for settings in self.settings
         ]
+
+    def _cpus_per_actor(self, cluster_cpus: float) -> float:
+        """``actor_cpus``, or its default, checked against the cluster's ``cluster_cpus``."""
+        nb_actors = len(self.settings)
+        if self.actor_cpus is None:
+            return min(1.0, cluster_cpus / nb_actors)
+        if nb_actors * self.actor_cpus > cluster_cpus + 1e-9:
+            raise ValueError(
+                f"actor_cpus: {nb_actors} actors (nb_actors) of {self.actor_cpus:g} CPUs each "
+                f"need {nb_actors * self.actor_cpus:g}, but the Ray cluster has "
+                f"{cluster_cpus:g}; Ray would never start the actors past it. Use fewer "
+                f"actors, actor_cpus={cluster_cpus / nb_actors:g} or less, or None to share "
+                "the CPUs"
+            )
+        return self.actor_cpus
 
     def close(self) -> None:
         """Stop the actors for good, once the chunks they are still making are done."""
@@ -427,3 +453,29 @@ class _Progress:
 
     def update(self, step: int) -> None:
         self.bar.update(min(step - self.first_step, self.nb_steps))
+
+
+def _check_no_processor(agent: DQNAgent) -> None:
+    """Refuse an agent with a ``Processor``: the actors neither apply it to what they
+    observe nor to the rewards they send."""
+    if agent.processor is not None:
+        raise ValueError(
+            f"agent: Ape-X actors do not apply a Processor, and this agent has "
+            f"{agent.processor!r}; do the processing in the environment instead (gymnasium "
+            "wrappers such as TransformObservation and ClipReward, or make_atari for Atari "
+            "games), and build the agent without processor"
+        )
+
+
+def _checked_custom_objects(custom_objects) -> dict:
+    """``custom_objects`` as a dict of names to classes or functions ({} for None)."""
+    if custom_objects is None:
+        return {}
+    if not isinstance(custom_objects, dict) or not all(
+        isinstance(name, str) and callable(value) for name, value in custom_objects.items()
+    ):
+        raise TypeError(
+            "custom_objects: expected a dict of names to classes or functions (as Keras "
+            f"takes), got {custom_objects!r}"
+        )
+    return dict(custom_objects)
