@@ -51,7 +51,12 @@ class Learner:
         self.ratio = agent.gradient_steps / agent.train_interval
 
     def ingest(self, chunk: Chunk) -> None:
-        """Store the chunk's transitions, each with its actor's TD error as its priority."""
+        """Store the chunk's transitions, each with its actor's TD error as its priority.
+
+        The actor sends a transition once it knows its n-step return, and computed its TD
+        error on it. The replay builds returns from the transitions it holds, so those of a
+        stream's last ``n_step - 1`` transitions run short (as ``fit``'s newest do) until the
+        stream's next chunk brings the ones that follow."""
         serials = np.empty(len(chunk), dtype=np.int64)
         for row in range(len(chunk)):
             stream = int(chunk.stream[row])
