@@ -500,6 +500,17 @@ def _check_format_fields(name: str, template: str, fields: tuple[str, ...]) -> N
             )
 
 
+def checked_checkpoint_target(
+    directory: str | os.PathLike, interval: int | None
+) -> tuple[str, int | None]:
+    """``fit``'s ``checkpoint_dir`` (a path where files can be written) and
+    ``checkpoint_interval`` (None, or at least 1), checked."""
+    directory = check_path("checkpoint_dir", directory)
+    interval = None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
+    check_writable_directory("checkpoint_dir", directory)
+    return directory, interval
+
+
 class TrainingCheckpoint(Callback):
     """Writes the whole training state (``agent.save_checkpoint``) to
     ``directory/checkpoint.h5``, atomically, every ``interval`` steps (None: never on the way)
@@ -515,11 +526,7 @@ class TrainingCheckpoint(Callback):
 
     def __init__(self, directory: str | os.PathLike, interval: int | None = None) -> None:
         super().__init__()
-        self.directory = check_path("checkpoint_dir", directory)
-        self.interval = (
-            None if interval is None else check_int("checkpoint_interval", interval, minimum=1)
-        )
-        check_writable_directory("checkpoint_dir", self.directory)
+        self.directory, self.interval = checked_checkpoint_target(directory, interval)
         self.filepath = os.path.join(self.directory, "checkpoint.h5")
 
     def on_train_begin(self, logs=None):

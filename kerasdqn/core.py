@@ -44,6 +44,7 @@ from kerasdqn.callbacks import (
     TrainingCheckpoint,
     TrainIntervalLogger,
     Visualizer,
+    checked_checkpoint_target,
 )
 
 
@@ -550,14 +551,24 @@ def _train_logger(verbose: int, log_interval: int):
     return TrainEpisodeLogger() if verbose >= 2 else None
 
 
-def _checkpoint_callbacks(checkpoint_dir, checkpoint_interval) -> list:
-    """``fit``'s checkpoint arguments as the callback they stand for (none without a dir)."""
+def check_checkpoint_arguments(checkpoint_dir, checkpoint_interval) -> None:
+    """Raise naming the argument unless ``fit``'s ``checkpoint_dir`` and
+    ``checkpoint_interval`` are usable: no interval without a directory, a directory path
+    where files can be written, an interval of at least 1."""
     if checkpoint_dir is None:
         if checkpoint_interval is not None:
             raise ValueError("checkpoint_interval: set checkpoint_dir too")
-        return []
+        return
     if not isinstance(checkpoint_dir, str | os.PathLike):
         raise TypeError(f"checkpoint_dir: expected a directory path, got {checkpoint_dir!r}")
+    checked_checkpoint_target(checkpoint_dir, checkpoint_interval)
+
+
+def _checkpoint_callbacks(checkpoint_dir, checkpoint_interval) -> list:
+    """``fit``'s checkpoint arguments as the callback they stand for (none without a dir)."""
+    check_checkpoint_arguments(checkpoint_dir, checkpoint_interval)
+    if checkpoint_dir is None:
+        return []
     return [TrainingCheckpoint(checkpoint_dir, checkpoint_interval)]
 
 

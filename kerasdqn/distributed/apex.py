@@ -28,7 +28,7 @@ from kerasdqn._files import atomic_path
 from kerasdqn._signals import StopRequest
 from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.callbacks import CallbackList, History
-from kerasdqn.core import _checkpoint_callbacks
+from kerasdqn.core import check_checkpoint_arguments
 from kerasdqn.distributed._ray import init_ray, require_ray
 from kerasdqn.distributed.actor import (
     ActorSettings,
@@ -395,8 +395,7 @@ def _check_fit_arguments(agent: DQNAgent, callbacks, checkpoint_dir, checkpoint_
     of callbacks, a checkpoint directory that is a path where files can be written, and a
     ``checkpoint_interval`` of at least 1 only with a ``checkpoint_dir``."""
     agent._check_ready("fit", callbacks)
-    # The callback this builds is not used: ApeX writes its own checkpoints (save_checkpoint).
-    _checkpoint_callbacks(checkpoint_dir, checkpoint_interval)
+    check_checkpoint_arguments(checkpoint_dir, checkpoint_interval)
 
 
 def _make_and_close(env: EnvSource) -> None:
