@@ -555,21 +555,27 @@ def check_checkpoint_arguments(checkpoint_dir, checkpoint_interval) -> None:
     """Raise naming the argument unless ``fit``'s ``checkpoint_dir`` and
     ``checkpoint_interval`` are usable: no interval without a directory, a directory path
     where files can be written, an interval of at least 1."""
-    if checkpoint_dir is None:
-        if checkpoint_interval is not None:
-            raise ValueError("checkpoint_interval: set checkpoint_dir too")
-        return
-    if not isinstance(checkpoint_dir, str | os.PathLike):
-        raise TypeError(f"checkpoint_dir: expected a directory path, got {checkpoint_dir!r}")
-    checked_checkpoint_target(checkpoint_dir, checkpoint_interval)
+    if _checkpoint_dir_given(checkpoint_dir, checkpoint_interval):
+        checked_checkpoint_target(checkpoint_dir, checkpoint_interval)
 
 
 def _checkpoint_callbacks(checkpoint_dir, checkpoint_interval) -> list:
     """``fit``'s checkpoint arguments as the callback they stand for (none without a dir)."""
-    check_checkpoint_arguments(checkpoint_dir, checkpoint_interval)
-    if checkpoint_dir is None:
+    if not _checkpoint_dir_given(checkpoint_dir, checkpoint_interval):
         return []
     return [TrainingCheckpoint(checkpoint_dir, checkpoint_interval)]
+
+
+def _checkpoint_dir_given(checkpoint_dir, checkpoint_interval) -> bool:
+    """Whether ``checkpoint_dir`` is given, after refusing an interval without one and a
+    directory that is not a path (the callback checks the rest)."""
+    if checkpoint_dir is None:
+        if checkpoint_interval is not None:
+            raise ValueError("checkpoint_interval: set checkpoint_dir too")
+        return False
+    if not isinstance(checkpoint_dir, str | os.PathLike):
+        raise TypeError(f"checkpoint_dir: expected a directory path, got {checkpoint_dir!r}")
+    return True
 
 
 def _warn_start_steps(nb_random_steps: int) -> None:
