@@ -539,7 +539,7 @@ class SequentialMemory:
         the old ones are dropped first, and a read failing part-way leaves it empty."""
         self.check_state(state)
         filled = len(state["actions"])
-        restored = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
+        restored = self._empty_like()
         if filled and self._observations is not None:
             row_bytes = self._observations[0].nbytes
             if filled * row_bytes > _available_memory(default=math.inf):
@@ -560,17 +560,22 @@ class SequentialMemory:
             restored._streams[int(key)] = _Stream(
                 int(newest), bool(in_episode), bool(awaiting), bool(previous_ended)
             )
+        self._take_entries_of(restored)
+
+    def _empty_like(self) -> SequentialMemory:
+        """A new, empty ``SequentialMemory`` of this one's settings."""
+        return SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
+
+    def _take_entries_of(self, other: SequentialMemory) -> None:
+        """Hold ``other``'s entries and streams instead of this memory's own; the random
+        generator stays."""
         rng = self.rng
-        self.__dict__.update(restored.__dict__)
+        self.__dict__.update(other.__dict__)
         self.rng = rng
 
     def _clear(self) -> None:
-        """Drop every entry, as a new memory of the same settings (the random generator
-        stays)."""
-        rng = self.rng
-        empty = SequentialMemory(self.limit, self.window_length, self.ignore_episode_boundaries)
-        self.__dict__.update(empty.__dict__)
-        self.rng = rng
+        """Drop every entry, as a new memory of the same settings."""
+        self._take_entries_of(self._empty_like())
 
     def check_state(self, state: dict[str, Any], observation_shape: tuple | None = None) -> None:
         """Raise ``ValueError`` naming the part if ``state`` is not a state this memory can
@@ -739,7 +744,7 @@ class PrioritizedMemory(SequentialMemory):
                 f"{serials[(serials < 0) | (serials >= self._nb_written)][:5].tolist()}"
             )
         positions = serials % self.limit
-        current = (serials >= self._nb_written - self._nb_entries) & (serials < self._nb_written)
+        current = serials >= self._nb_written - self._nb_entries  # not overwritten since
         current &= self._has_next[positions]
         priorities = np.clip(
             (np.abs(errors[current]) + self.epsilon) ** self.alpha,

@@ -129,9 +129,9 @@ class SumTree:
         is 0.
         """
         prefix = np.array(prefix_sums, dtype=np.float64).reshape(-1)
-        if not self._nodes[1] > 0.0:
-            raise ValueError("the sum tree holds no positive priority to sample from")
         total = self._nodes[1]
+        if not total > 0.0:
+            raise ValueError("the sum tree holds no positive priority to sample from")
         if prefix.size and not (np.isfinite(prefix).all() and prefix.min() >= 0.0):
             raise ValueError("prefix_sums: expected finite numbers >= 0")
         if prefix.size and prefix.max() > total * (1.0 + _ROUND_OFF):
