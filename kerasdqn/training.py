@@ -39,6 +39,7 @@ from kerasdqn.config import (
     add_run_arguments,
     add_threads_argument,
     config_from_flags,
+    flag_for,
 )
 from kerasdqn.envs import (
     display_available,
@@ -538,5 +539,6 @@ def checked_build_agent(
         return build(env, config)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    except MemoryError as error:
-        raise UsageError(f"--{error}") from None
+    except MemoryError as error:  # "memory: ..." names the config field
+        name, _, problem = str(error).partition(": ")
+        raise UsageError(f"{flag_for(name)}: {problem}") from None
