@@ -268,7 +268,9 @@ def add_run_arguments(
         "every --checkpoint-interval steps)",
     )
     run.add_argument(
-        "--checkpoint-interval", type=int, help="steps between checkpoints (needs --checkpoint-dir)"
+        "--checkpoint-interval",
+        type=positive_number,
+        help="steps between checkpoints (needs --checkpoint-dir)",
     )
     run.add_argument(
         "--resume",
@@ -295,7 +297,7 @@ def add_threads_argument(parser) -> None:
     """Declare --threads (see ``kerasdqn.training.configure_threads``)."""
     parser.add_argument(
         "--threads",
-        type=int,
+        type=whole_number,
         default=1,
         help="TensorFlow CPU threads (0: TensorFlow's default); small networks run fastest on one",
     )

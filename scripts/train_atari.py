@@ -81,15 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad numbers as argparse does (usage, the flag, exit status 2) before TensorFlow
-    starts: the experiment's flags as ``DQNConfig`` checks them, and the run's own."""
+    starts: the experiment's flags as ``DQNConfig`` checks them (the run's own are checked
+    by their argparse types)."""
     try:
         config_from_flags(args)
     except UsageError as error:
         parser.error(str(error))
-    if args.checkpoint_interval is not None and args.checkpoint_interval < 1:
-        parser.error(f"--checkpoint-interval: expected 1 or more, got {args.checkpoint_interval}")
-    if args.threads < 0:
-        parser.error(f"--threads: expected 0 or more, got {args.threads}")
 
 
 def training_env(args: argparse.Namespace, seed: int):
