@@ -104,8 +104,8 @@ class DQNConfig:
     quantiles: int = _setting(200, "qr: quantiles per action", type=int)
     xla: bool = _setting(
         True,
-        "compile the training step (and a CNN's acting) with XLA; the Nature CNN on two or "
-        "more CPU threads runs faster without",
+        "compile the training step (and a CNN's acting) with XLA; which is faster for the "
+        "Nature CNN depends on the CPU (benchmarks/bench_atari.py times both)",
     )
 
     def __post_init__(self) -> None:

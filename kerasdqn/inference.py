@@ -77,6 +77,8 @@ class NumpyQFunction:
         self.convolutional = False
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
         self._values: list[np.ndarray] = []
+        self._read_flat: Callable[[], tf.Tensor] | None = None
+        self._layout: list[tuple[tuple[int, ...], int, int]] = []
         if model.inputs[0].dtype not in ("float32", "uint8"):
             raise _Unsupported("a network whose input is neither float32 nor uint8")
         for layer in _chain_of_layers(model):
@@ -148,14 +150,50 @@ class NumpyQFunction:
     def refresh(self, values: list | None = None) -> None:
         """Copy the weights in: from ``values`` (arrays or tensors, in ``variables`` order),
         or read from the variables themselves."""
-        source = self.variables if values is None else values
+        source = self._read_variables() if values is None else values
         self._values[:] = [np.asarray(v) for v in source]
+
+    def _read_variables(self) -> list[np.ndarray]:
+        """The variables' values, read in one TensorFlow call as one flat vector. Reading
+        each variable on its own costs a dispatch and a copy apiece: for the Nature CNN's ten
+        that is about 2 ms after every training call, against 0.5-1 ms for the one call."""
+        if not self.variables:
+            return []
+        if self._read_flat is None:
+            variables = self.variables
+
+            def read_flat():
+                return tf.concat([tf.reshape(variable, [-1]) for variable in variables], 0)
+
+            self._read_flat = tf.function(read_flat, autograph=False)
+            self._layout = flat_layout(variables)
+        return views_of_flat(self._read_flat(), self._layout)
 
     def __call__(self, state_batch: np.ndarray) -> np.ndarray:
         x = np.asarray(state_batch, dtype=np.float32)
         for step in self._steps:
             x = step(x)
         return x
+
+
+def flat_layout(variables: list) -> list[tuple[tuple[int, ...], int, int]]:
+    """``(shape, start, stop)`` of each variable in the vector of all of them flattened and
+    concatenated in order."""
+    layout, start = [], 0
+    for variable in variables:
+        size = int(np.prod(variable.shape))
+        layout.append((tuple(variable.shape), start, start + size))
+        start += size
+    return layout
+
+
+def views_of_flat(flat: tf.Tensor, layout: list[tuple[tuple[int, ...], int, int]]) -> list:
+    """The variables' values out of ``flat``, their concatenation in one TensorFlow call, as
+    NumPy views shaped by ``layout`` (``flat_layout``'s), without copying. TensorFlow never
+    changes a tensor once made (an update of a variable whose buffer a tensor still holds
+    copies it first), so the views are a snapshot that later updates do not reach."""
+    values = np.asarray(memoryview(flat))
+    return [values[start:stop].reshape(shape) for shape, start, stop in layout]
 
 
 def _weightless_step(layer) -> Callable[[np.ndarray], np.ndarray]:

@@ -120,6 +120,31 @@ def test_the_convolutional_numpy_copy_is_read_again_after_a_refresh():
     assert not np.allclose(q_function(x), before)
 
 
+def one_variable_network():
+    return keras.Sequential(
+        [keras.Input((1, 3)), keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False)]
+    )
+
+
+@pytest.mark.parametrize(
+    "network, x",
+    [
+        (lambda: small_convolutional_network("valid", 1), frames((3, 11, 9), n=2)),
+        (one_variable_network, states((1, 3))),
+    ],
+    ids=["several variables", "one variable"],
+)
+def test_the_numpy_copy_is_a_snapshot_that_updates_in_place_do_not_reach(network, x):
+    model = network()
+    q_function = NumpyQFunction(model)
+    before = q_function(x)
+    for variable in model.weights:  # as an optimizer step updates them: in place
+        variable.assign_add(np.ones(variable.shape, np.float32))
+    np.testing.assert_array_equal(q_function(x), before)
+    q_function.refresh()
+    np.testing.assert_allclose(q_function(x), keras_q(model, x), rtol=1e-5, atol=1e-5)
+
+
 def test_a_layer_numpy_would_get_wrong_is_refused():
     dilated = keras.Sequential(
         [keras.Input((7, 7, 1)), keras.layers.Conv2D(2, 2, dilation_rate=2), keras.layers.Flatten()]

@@ -26,7 +26,7 @@ from kerasdqn._env_checks import env_name, shape_matches
 from kerasdqn.agents import td
 from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
-from kerasdqn.inference import make_q_function
+from kerasdqn.inference import flat_layout, make_q_function, views_of_flat
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine, NoisyDense, dense_like
 from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
@@ -155,7 +155,7 @@ class DQNAgent(Agent):
         self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
         self._input_dtype = np.dtype(model.inputs[0].dtype)
         self._q_function = self._make_q_function(model, fast_acting)
-        self._acting_layout = _flat_layout(self._q_function.variables)
+        self._acting_layout = flat_layout(self._q_function.variables)
 
     # Hooks a distributional agent (``kerasdqn.agents.distributional``) overrides: what the
     # network outputs, its dueling head, how acting turns outputs into Q values, and the
@@ -438,9 +438,8 @@ class DQNAgent(Agent):
         ]
 
     def _unflatten_acting(self, flat: tf.Tensor) -> list[np.ndarray]:
-        """The acting variables' values (views) out of the training call's one flat vector."""
-        flat = flat.numpy()
-        return [flat[start:stop].reshape(shape) for shape, start, stop in self._acting_layout]
+        """The acting variables' values out of the training call's one flat vector."""
+        return views_of_flat(flat, self._acting_layout)
 
     def _build_learn_function(self, example_inputs: list[np.ndarray]):
         """Trace the training call once, for inputs shaped like ``example_inputs``: it takes
@@ -712,17 +711,6 @@ def features_before_last_dense(model: keras.Model, units: str) -> tuple[Any, ker
         )
     features = layers[index - 1].output if index > 0 else model.inputs[0]
     return features, layers[index]
-
-
-def _flat_layout(variables: list) -> list[tuple[tuple[int, ...], int, int]]:
-    """``(shape, start, stop)`` of each variable in the vector of all of them flattened and
-    concatenated in order (how the training call hands back the weights acting reads)."""
-    layout, start = [], 0
-    for variable in variables:
-        size = int(np.prod(variable.shape))
-        layout.append((tuple(variable.shape), start, start + size))
-        start += size
-    return layout
 
 
 def _check_model(model, window_length: int) -> None:
