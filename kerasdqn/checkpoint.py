@@ -37,6 +37,7 @@ from kerasdqn.weights import (
     open_for_reading,
     read_array,
     read_weights_group,
+    write_array,
     write_weights_group,
 )
 
@@ -99,7 +100,7 @@ def save_checkpoint(
             _write_variables(handle.create_group("noise"), noise)
         _write_memory(handle.create_group("memory"), memory, compression)
         if pending_observation is not None:
-            handle["pending_observation"] = np.asarray(pending_observation)
+            write_array(handle, "pending_observation", pending_observation)
 
 
 def check_compression(compression: Any) -> str | None:
@@ -348,7 +349,7 @@ def copy_policy_fields(policy: Policy, checked: Policy | None) -> None:
 def _write_variables(group: h5py.Group, variables: list) -> None:
     group.attrs["paths"] = json.dumps([variable.path for variable in variables])
     for index, variable in enumerate(variables):
-        group.create_dataset(str(index), data=np.asarray(variable.numpy()))
+        write_array(group, str(index), variable.numpy())
 
 
 def noise_states(agent) -> list:
@@ -407,13 +408,19 @@ def write_chunked(
     group: h5py.Group, name: str, array: np.ndarray, compression: str | None = None
 ) -> h5py.Dataset:
     """Store ``array`` as dataset ``name``, chunked along its first axis in chunks of a few
-    megabytes and written chunk by chunk (so never copied whole); an empty or 0-d array has
-    no chunks to make and is stored as it is."""
+    megabytes, each with a checksum (as ``write_array``), and written chunk by chunk (so
+    never copied whole); an empty or 0-d array has no chunks to make and is stored as it
+    is."""
     if array.ndim == 0 or array.size == 0:
-        return group.create_dataset(name, data=array)
+        return write_array(group, name, array)
     chunks = (rows_per_block(array.shape, array.dtype),) + array.shape[1:]
     dataset = group.create_dataset(
-        name, shape=array.shape, dtype=array.dtype, chunks=chunks, compression=compression
+        name,
+        shape=array.shape,
+        dtype=array.dtype,
+        chunks=chunks,
+        compression=compression,
+        fletcher32=True,
     )
     for block in row_blocks(array.shape, array.dtype):
         dataset[block] = array[block]

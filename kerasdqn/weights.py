@@ -71,7 +71,7 @@ def write_weights_group(group: h5py.Group, model: keras.Model) -> None:
         names = [f"{layer.name}/{weight.name}:0" for weight in _layer_weights(layer)]
         layer_group.attrs["weight_names"] = [name.encode("utf8") for name in names]
         for name, weight in zip(names, _layer_weights(layer)):
-            layer_group.create_dataset(name, data=keras.ops.convert_to_numpy(weight))
+            write_array(layer_group, name, keras.ops.convert_to_numpy(weight))
 
 
 def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
@@ -87,6 +87,18 @@ def load_model_weights(model: keras.Model, filepath: str | os.PathLike) -> None:
         variable.assign(value)
 
 
+def write_array(group: h5py.Group, name: str, array, **options) -> h5py.Dataset:
+    """Store ``array`` as dataset ``name`` of ``group`` with a Fletcher-32 checksum of each
+    chunk, so that bytes changed on disk make reading it fail (``open_for_reading`` then
+    reports the file as damaged) instead of loading wrong numbers. HDF5 checks only chunked
+    data, so 0-d and empty arrays, which have no chunks, are stored as they are.
+    ``options``: more of ``h5py.Group.create_dataset``'s (``chunks``, ``compression``)."""
+    array = np.asarray(array)
+    if array.ndim == 0 or array.size == 0:
+        return group.create_dataset(name, data=array)
+    return group.create_dataset(name, data=array, fletcher32=True, **options)
+
+
 def read_array(group: h5py.Group, name: str, source: str, part: str) -> np.ndarray:
     """Dataset ``name`` of ``group`` as a NumPy array, if it is there, numeric and finite;
     errors name the file and ``part``."""
@@ -94,7 +106,11 @@ def read_array(group: h5py.Group, name: str, source: str, part: str) -> np.ndarr
         raise ValueError(f"{source!r}: {part}: the dataset {name!r} is missing")
     try:
         value = np.asarray(group[name][()])
-    except (OSError, TypeError, ValueError) as error:
+    except OSError as error:  # unreadable bytes, or a checksum that no longer matches
+        raise ValueError(
+            f"{source!r} is damaged or incomplete: {part}: {name!r} cannot be read ({error})"
+        ) from None
+    except (TypeError, ValueError) as error:
         raise ValueError(f"{source!r}: {part}: {name!r} cannot be read ({error})") from None
     check_numeric_array(value, source, f"{part} {name!r}")
     return value

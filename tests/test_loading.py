@@ -408,6 +408,51 @@ def test_a_damaged_weights_file_is_refused_and_changes_nothing(case, good_files,
     assert_same_state(before, full_state(victim))
 
 
+def flip_stored_bytes(path, dataset: str) -> None:
+    """Invert 16 bytes in the middle of the stored data of ``dataset`` (its first chunk), as
+    a failing disk or a bad copy would, leaving the file's structure readable."""
+    with h5py.File(path, "r") as handle:
+        item = handle[dataset]
+        if item.chunks:
+            chunk = item.id.get_chunk_info(0)
+            offset, size = chunk.byte_offset, chunk.size
+        else:
+            offset, size = item.id.get_offset(), item.id.get_storage_size()
+    data = bytearray(path.read_bytes())
+    middle = offset + size // 2 - 8
+    data[middle : middle + 16] = bytes(byte ^ 0xFF for byte in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
+BYTES_CHANGED_ON_DISK = [
+    ("weights.h5", first_weight("")),
+    ("checkpoint.h5", first_weight("online")),
+    ("checkpoint.h5", lambda handle: "optimizer/3"),
+    ("checkpoint.h5", lambda handle: "memory/observations"),
+]
+
+
+@pytest.mark.parametrize(
+    "file, dataset",
+    BYTES_CHANGED_ON_DISK,
+    ids=["weights file", "online weight", "optimizer variable", "memory observations"],
+)
+def test_bytes_changed_on_disk_are_detected_and_change_nothing(
+    file, dataset, good_files, victim, tmp_path
+):
+    path = tmp_path / file
+    shutil.copy(good_files / file, path)
+    with h5py.File(path, "r") as handle:
+        name = dataset(handle)
+    flip_stored_bytes(path, name)
+    before = full_state(victim)
+    load = victim.load_weights if file == "weights.h5" else victim.load_checkpoint
+    with pytest.raises(ValueError, match="damaged or incomplete") as raised:
+        load(str(path))
+    assert str(path) in str(raised.value)
+    assert_same_state(before, full_state(victim))
+
+
 def test_a_crafted_policy_state_cannot_set_the_agents_attributes(good_files, victim, tmp_path):
     crafted = set_attribute(
         "policy_state", POLICY + ', "agent": {"gamma": 7, "batch_size": -3, "nb_actions": 0}}'

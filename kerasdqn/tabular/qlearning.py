@@ -29,7 +29,7 @@ from kerasdqn.checkpoint import (
 )
 from kerasdqn.core import Agent, Processor
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
-from kerasdqn.weights import open_for_reading
+from kerasdqn.weights import open_for_reading, write_array
 
 _WEIGHTS_FORMAT = "kerasdqn-q-table"
 _CHECKPOINT_FORMAT = "kerasdqn-qlearning-checkpoint"
@@ -246,7 +246,7 @@ class QLearningAgent(Agent):
         _check_finite_table(self.q_table, filepath)
         with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
             handle.attrs["format"] = _WEIGHTS_FORMAT
-            handle["q_table"] = self.q_table
+            write_array(handle, "q_table", self.q_table)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Load a Q table written by ``save_weights`` for the same numbers of states and
@@ -303,7 +303,7 @@ class QLearningAgent(Agent):
             handle.attrs["policy_state"] = json.dumps(policy_state(self.policy))
             handle.attrs["test_policy_state"] = json.dumps(policy_state(self.test_policy))
             handle.attrs["pending"] = json.dumps(pending)
-            handle["q_table"] = self.q_table
+            write_array(handle, "q_table", self.q_table)
 
     def load_checkpoint(self, filepath: str | os.PathLike) -> None:
         """Restore a checkpoint written by ``save_checkpoint`` into this agent, built with
