@@ -151,8 +151,8 @@ def make_atari(
         terminal_on_life_loss: end the episode (as terminated) when a life is lost, while the
             game goes on: the next reset continues it (see ``LifeLossEpisodes``).
         clip_rewards: give the agent the reward's sign (-1, 0 or 1), as DQN trains.
-        fire_reset: press FIRE after each reset in games that wait for it (see
-            ``FireOnReset``); ignored in games without FIRE.
+        fire_reset: press FIRE after each reset and each lost life in games that wait
+            for it (see ``FireOnReset``); ignored in games without FIRE.
         repeat_action_probability: chance that the game repeats the previous action instead
             of the new one (sticky actions); None keeps the id's default (0.25 for ``v5`` and
             ``v0``, 0 for ``v4``).
@@ -272,11 +272,18 @@ class LifeLossEpisodes(gymnasium.Wrapper):
 
 
 class FireOnReset(gymnasium.Wrapper):
-    """Presses FIRE once after every reset, for games that wait for it before they start
-    (Breakout launches its ball with it; with ``LifeLossEpisodes`` inside, the reset after a
-    lost life fires again). An agent that must discover FIRE first may sit still for a whole
-    game. The FIRE step's reward counts in the game's score, not in the episode's reward.
+    """Presses FIRE once after every reset and every lost life, for games that wait for it
+    before they go on (Breakout launches each ball with it). Without it, an agent that has not
+    learnt FIRE, or a greedy one whose FIRE is never the best action, sits still after losing
+    a ball until the time limit, 27,000 steps. With ``LifeLossEpisodes`` inside, a lost life
+    ends the episode and the reset after it fires. The reset's FIRE step's reward counts in the
+    game's score, not in the episode's reward; the reward of a FIRE step after a lost life is
+    added to the reward of the step that lost it.
     """
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
 
     @staticmethod
     def needed(env: gymnasium.Env) -> bool:
@@ -289,7 +296,17 @@ class FireOnReset(gymnasium.Wrapper):
         observation, _, terminated, truncated, info = self.env.step(1)  # FIRE
         if terminated or truncated:
             observation, info = self.env.reset(options=options)
+        self.lives = self.env.unwrapped.ale.lives()
         return observation, info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives and not (terminated or truncated):
+            observation, fire_reward, terminated, truncated, info = self.env.step(1)  # FIRE
+            reward += fire_reward
+        self.lives = self.env.unwrapped.ale.lives()
+        return observation, reward, terminated, truncated, info
 
 
 # --------------------------------------------------------------------------- display, video

@@ -139,8 +139,9 @@ def keras_rl_dqn_atari(env_name, mode, workdir, weights=None, nb_steps=2000):
 
 @pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")  # the example passes one
 def test_keras_rl_dqn_atari_example_trains_saves_loads_and_tests(tmp_path):
-    """On Pong rather than the example's Breakout: an untrained greedy player never presses
-    FIRE to launch Breakout's ball, so its test game would run to the 27,000-step limit."""
+    """On Pong rather than the example's Breakout: the example plays the raw game, where an
+    untrained greedy player never presses FIRE to launch Breakout's ball, so its test game
+    would run to the 27,000-step limit."""
     keras.utils.set_random_seed(123)
     agent, history, initial = keras_rl_dqn_atari("ALE/Pong-v5", "train", tmp_path)
     assert agent.step == 2000 and len(history.history["episode_reward"]) >= 1
@@ -217,6 +218,20 @@ def test_fire_on_reset_launches_breakouts_ball():
     waiting = make_atari("ALE/Breakout-v5", seed=0, noop_max=0, fire_reset=False)
     assert lives_after_noops(waiting) == 5  # no FIRE, no ball, no life lost
     fired.close(), waiting.close()
+
+
+def test_fire_after_a_lost_life_launches_the_next_ball_so_a_still_player_loses_the_game():
+    """A greedy agent that never presses FIRE used to sit out Breakout's 27,000-step limit
+    after its first lost ball; now each ball is launched for it, and the still paddle misses
+    all five."""
+    env = make_atari("ALE/Breakout-v5", seed=0, noop_max=0)
+    for step in range(1, 2_000):
+        _, _, terminated, truncated, info = env.step(0)  # NOOP
+        if terminated or truncated:
+            break
+    assert terminated and info["lives"] == 0
+    assert info["episode"]["l"] == step + 5  # the game's steps: FIRE after reset and 4 lives
+    env.close()
 
 
 def play_random_game(env, seed=0):
