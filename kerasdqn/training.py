@@ -510,12 +510,21 @@ def play(env_id: str, args: argparse.Namespace, video_folder: str | None = None)
         try:
             agent.load_weights(args.weights)
         except ValueError as error:
-            raise UsageError(
-                f"{error}; build the network with the --hidden and --dueling it was trained with"
-            ) from None
+            raise UsageError(f"{error}{_architecture_hint(error, agent)}") from None
         return evaluate(agent, env, args.episodes, verbose=1, visualize=render_mode == "human")
     finally:
         env.close()
+
+
+def _architecture_hint(error: ValueError, agent: DQNAgent) -> str:
+    """For weights of another network, what must match; '' for other problems (a file that is
+    not weights, or a damaged one), whose messages say what they are."""
+    if "architecture" not in str(error):
+        return ""
+    return (
+        "; the weights must come from the same network: the same --hidden and --dueling "
+        f"flags, and an environment with the same observations and {agent.nb_actions} actions"
+    )
 
 
 def _render_mode(render: bool, video_folder: str | None) -> str | None:

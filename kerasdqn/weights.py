@@ -130,7 +130,10 @@ def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> li
     if "layer_names" not in group.attrs and "model_weights" in group:
         group = group["model_weights"]  # a whole model saved by Keras 2's model.save
     if not group.attrs.keys() & {"layer_names", "layer_names0"}:
-        raise ValueError(f"{source!r} does not hold Keras weights (no 'layer_names' attribute)")
+        raise ValueError(
+            f"{source!r} does not hold Keras weights (no 'layer_names' attribute)"
+            f"{_what_it_is_instead(group)}"
+        )
     missing = [name for name in _attribute_strings(group, "layer_names") if name not in group]
     if missing:
         names = ", ".join(map(repr, missing))
@@ -170,6 +173,23 @@ def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> li
                 )
             pairs.append((weight, array))
     return pairs
+
+
+#: What the other files kerasdqn writes are, by their ``format`` attribute, and how to load them.
+_OTHER_FORMATS = {
+    "kerasdqn-checkpoint": (
+        "a training checkpoint: resume from it with load_checkpoint (kerasdqn train "
+        "--resume), or load the weights saved beside it"
+    ),
+    "kerasdqn-agent": "a saved agent: load it with DQNAgent.load",
+}
+
+
+def _what_it_is_instead(group: h5py.Group) -> str:
+    """For a file kerasdqn wrote that is not a weights file, what it is (to append to the
+    error); '' for any other file."""
+    kind = _OTHER_FORMATS.get(str(group.file.attrs.get("format", "")))
+    return f"; it is {kind}" if kind else ""
 
 
 def _layer_weights(layer) -> list:

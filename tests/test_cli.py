@@ -155,7 +155,22 @@ def test_test_with_another_architecture_names_the_fix(trained, capsys):
     weights, _ = trained
     with pytest.raises(SystemExit):
         main(["test", "CartPole-v1", "--weights", str(weights), "--hidden", "64"])
-    assert "--hidden and --dueling it was trained with" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "the same --hidden and --dueling flags" in error and "2 actions" in error
+
+
+def test_test_with_a_checkpoint_as_weights_says_what_the_file_is(tmp_path, capsys):
+    checkpoints = tmp_path / "checkpoints"
+    main(
+        ["train", "CartPole-v1", "--steps", "300", "--warmup", "100", "--episodes", "1"]
+        + ["--verbose", "0", "--weights", str(tmp_path / "dqn.h5"), "--logdir", str(tmp_path)]
+        + ["--checkpoint-dir", str(checkpoints), "--checkpoint-interval", "200"]
+    )
+    with pytest.raises(SystemExit):
+        main(["test", "CartPole-v1", "--weights", str(checkpoints / "checkpoint.h5")])
+    error = capsys.readouterr().err
+    assert "it is a training checkpoint: resume from it with load_checkpoint" in error
+    assert "--hidden" not in error  # the network is not what is wrong
 
 
 def test_plot_points_at_the_runs_inside_a_parent_directory(trained, capsys):

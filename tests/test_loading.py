@@ -453,6 +453,16 @@ def test_bytes_changed_on_disk_are_detected_and_change_nothing(
     assert_same_state(before, full_state(victim))
 
 
+def test_a_checkpoint_or_saved_agent_given_as_weights_is_named_for_what_it_is(
+    good_files, victim, tmp_path
+):
+    with pytest.raises(ValueError, match="it is a training checkpoint: resume from it"):
+        victim.load_weights(good_files / "checkpoint.h5")
+    victim.save(tmp_path / "agent.h5")
+    with pytest.raises(ValueError, match="it is a saved agent: load it with DQNAgent.load"):
+        victim.load_weights(tmp_path / "agent.h5")
+
+
 def test_a_crafted_policy_state_cannot_set_the_agents_attributes(good_files, victim, tmp_path):
     crafted = set_attribute(
         "policy_state", POLICY + ', "agent": {"gamma": 7, "batch_size": -3, "nb_actions": 0}}'
