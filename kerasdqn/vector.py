@@ -48,8 +48,9 @@ from collections.abc import Iterator
 
 import gymnasium
 import numpy as np
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import iterate
+from gymnasium.wrappers.vector import NormalizeObservation
 
 from kerasdqn._checks import check_int
 from kerasdqn._env_checks import EnvContract, env_name, shape_matches
@@ -135,12 +136,24 @@ def check_vector_options(
             )
     if nb_max_episode_steps is not None:
         check_int("nb_max_episode_steps", nb_max_episode_steps, minimum=1)
-        if not isinstance(getattr(env, "unwrapped", env), SyncVectorEnv | AsyncVectorEnv):
+        refusing = _refuses_partial_resets(env)
+        if refusing is not None:
             raise ValueError(
-                f"nb_max_episode_steps: {type(env).__name__} cannot reset one of its "
-                "environments alone; make the environments with a time limit instead, e.g. "
+                f"nb_max_episode_steps: {refusing} cannot reset one of the environments "
+                "alone; make the environments with a time limit instead, e.g. "
                 "gymnasium.make_vec(env_id, num_envs, max_episode_steps=...)"
             )
+
+
+def _refuses_partial_resets(env: VectorEnv) -> str | None:
+    """The name of what, in ``env``, cannot reset some of its environments alone (which
+    ``nb_max_episode_steps`` needs): a vector environment other than gymnasium's two, or a
+    wrapper that refuses a ``reset_mask`` (``NormalizeObservation``); None if nothing does."""
+    while isinstance(env, VectorWrapper):
+        if isinstance(env, NormalizeObservation):
+            return f"the {type(env).__name__} wrapper"
+        env = env.env
+    return None if isinstance(env, SyncVectorEnv | AsyncVectorEnv) else type(env).__name__
 
 
 def fit_vector(

@@ -225,12 +225,12 @@ def test_fire_after_a_lost_life_launches_the_next_ball_so_a_still_player_loses_t
     after its first lost ball; now each ball is launched for it, and the still paddle misses
     all five."""
     env = make_atari("ALE/Breakout-v5", seed=0, noop_max=0)
-    for step in range(1, 2_000):
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated) and steps < 2_000:
         _, _, terminated, truncated, info = env.step(0)  # NOOP
-        if terminated or truncated:
-            break
+        steps += 1
     assert terminated and info["lives"] == 0
-    assert info["episode"]["l"] == step + 5  # the game's steps: FIRE after reset and 4 lives
+    assert info["episode"]["l"] == steps + 5  # the game's steps: FIRE after reset and 4 lives
     env.close()
 
 

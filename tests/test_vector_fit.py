@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
+from gymnasium.wrappers.vector import NormalizeObservation
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as VectorRecordEpisodeStatistics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
@@ -520,6 +521,10 @@ def test_bad_vector_envs_and_options_are_refused_clearly():
         agent.fit(counting_envs(), nb_steps=5, action_repetition=2)
     with pytest.raises(ValueError, match="nb_max_episode_steps"):
         agent.fit(gymnasium.make_vec("CartPole-v1", num_envs=2), nb_steps=5, nb_max_episode_steps=3)
+    normalized = NormalizeObservation(counting_envs())  # refuses to reset one env alone
+    with pytest.raises(ValueError, match="nb_max_episode_steps: the NormalizeObservation wrapper"):
+        agent.fit(normalized, nb_steps=5, nb_max_episode_steps=3)
+    assert agent.step == 0
     with pytest.raises(OneEnvironmentExpected, match="^env: test plays one environment"):
         agent.test(counting_envs())
 
