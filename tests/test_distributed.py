@@ -32,7 +32,7 @@ from kerasdqn.distributed import (  # noqa: E402
     build_apex_agent,
     epsilon_ladder,
 )
-from kerasdqn.distributed.actor import n_step_targets  # noqa: E402
+from kerasdqn.distributed.actor import actor_seed, n_step_targets  # noqa: E402
 from kerasdqn.evaluation import EvalCallback  # noqa: E402
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory  # noqa: E402
 
@@ -453,10 +453,12 @@ class ChunkLog:
 
     def __init__(self, apex: ApeX) -> None:
         self.apex, self.chunks = apex, []
+        self.first_observations: dict[str, np.ndarray] = {}  # of each process's first chunk
         ingest = apex.learner.ingest
 
         def logged_ingest(chunk):
             self.chunks.append((chunk.instance, chunk.weights_version, apex.weights_version))
+            self.first_observations.setdefault(chunk.instance, chunk.observation[:10].copy())
             ingest(chunk)
 
         apex.learner.ingest = logged_ingest
@@ -488,6 +490,9 @@ def test_a_restarted_actor_plays_its_first_chunk_with_the_current_weights(ray_he
     assert len(first_chunks) == 2  # the first process and the restarted one
     # Not -1: the restarted process's networks, freshly initialised, never acted.
     assert list(first_chunks.values()) == [(1, 1), (1, 1)]
+    # Nor does it play again the episodes its predecessor played first: its seed differs.
+    first, restarted = chunks.first_observations.values()
+    assert not np.array_equal(first, restarted)
 
 
 def test_fit_after_close_starts_new_actors_without_counting_restarts(ray_here):
@@ -505,6 +510,17 @@ def test_fit_after_close_starts_new_actors_without_counting_restarts(ray_here):
     # Two actor processes, one per fit, and the second too acted only with published weights.
     assert len(chunks.first_chunks()) == 2
     assert all(version >= 1 for _, version, _ in chunks.chunks)
+    # The second fit's actor starts from other seeds, not the first fit's episodes again.
+    first, second = chunks.first_observations.values()
+    assert not np.array_equal(first, second)
+
+
+def test_actors_seeds_repeat_a_run_and_differ_when_it_continues_or_restarts():
+    assert actor_seed(7, start_step=0, restarted=False) == 7  # the same runs from a seed
+    resumed = actor_seed(7, start_step=5_000, restarted=False)
+    assert resumed != 7 and resumed == actor_seed(7, start_step=5_000, restarted=False)
+    restarts = {actor_seed(7, start_step=5_000, restarted=True) for _ in range(3)}
+    assert len(restarts | {resumed}) == 4  # a crash's replacement draws fresh entropy
 
 
 def scalar_values(log_dir, tag: str) -> list[float]:

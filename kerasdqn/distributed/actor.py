@@ -22,6 +22,7 @@ memory stores each frame once and rebuilds the same windows by index.
 from __future__ import annotations
 
 import functools
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,6 +158,30 @@ def n_step_targets(
     return returns, last
 
 
+def actor_seed(seed: int, start_step: int, restarted: bool) -> int:
+    """The seed of an actor's environments and exploration: ``seed`` for the actors a run
+    starts with, so runs repeat; one drawn from ``seed`` and ``start_step`` for the actors a
+    resumed or continued run starts, and from fresh entropy too for an actor Ray restarted
+    after a crash. Otherwise those would play again the very episodes the first actors
+    played, and put them into the replay a second time."""
+    if start_step == 0 and not restarted:
+        return seed
+    entropy = [seed, start_step] + ([secrets.randbits(64)] if restarted else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _restarted_by_ray() -> bool:
+    """Whether this process is a Ray actor that Ray restarted after its predecessor died."""
+    try:
+        import ray
+    except ImportError:
+        return False
+    if not ray.is_initialized():
+        return False
+    context = ray.get_runtime_context()
+    return context.get_actor_id() is not None and context.was_current_actor_reconstructed
+
+
 class ActorWorker:
     """One Ape-X actor: networks rebuilt from the model's JSON, a ``SyncVectorEnv``, a fixed
     epsilon, and a buffer of transitions waiting for their n-step return.
@@ -168,6 +193,8 @@ class ActorWorker:
         weights: the initial ``(online, target)`` weight lists (default: those of the first
             published version ``run_chunk`` is given).
         custom_objects: custom layers the architecture needs besides kerasdqn's own.
+        start_step: the run's environment steps when the actor is started; with the seed it
+            picks the actor's random streams (see ``actor_seed``).
     """
 
     def __init__(
@@ -177,9 +204,11 @@ class ActorWorker:
         settings: ActorSettings,
         weights: tuple[list, list] | None = None,
         custom_objects: dict | None = None,
+        start_step: int = 0,
     ) -> None:
         self.settings = settings
         self.instance = uuid.uuid4().hex
+        seed = actor_seed(settings.seed, start_step, _restarted_by_ray())
         objects = {"DuelingCombine": DuelingCombine, "NoisyDense": NoisyDense}
         objects.update(custom_objects or {})
         self.models = [keras.models.model_from_json(model_json, objects) for _ in range(2)]
@@ -190,8 +219,8 @@ class ActorWorker:
             self.set_weights(weights, version=-1)
         factory = make_env_factory(env)
         self.envs = gymnasium.vector.SyncVectorEnv([factory] * settings.nb_envs)
-        self.rng = np.random.default_rng(settings.seed)
-        self.observations, _ = self.envs.reset(seed=settings.seed)
+        self.rng = np.random.default_rng(seed)
+        self.observations, _ = self.envs.reset(seed=seed)
         self.resetting = np.zeros(settings.nb_envs, dtype=np.bool_)
         self.windows = StateWindows(
             settings.nb_envs, settings.window_length, settings.ignore_episode_boundaries

@@ -137,7 +137,13 @@ class ApeX:
         )
         model_json = self.agent.model.to_json()
         self.actors = [
-            remote.remote(self.env, model_json, settings, custom_objects=self.custom_objects)
+            remote.remote(
+                self.env,
+                model_json,
+                settings,
+                custom_objects=self.custom_objects,
+                start_step=self.agent.step,
+            )
             for settings in self.settings
         ]
 
