@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from kerasdqn._blocks import row_blocks, rows_per_block
+from kerasdqn._checks import check_float, check_int
 from kerasdqn._files import atomic_path, check_path, check_room_for
 from kerasdqn._version import __version__
 from kerasdqn.layers import noise_variables
@@ -138,8 +139,10 @@ def _read_checkpoint(handle: h5py.File, agent, source: str) -> dict[str, Any]:
     """Every part of the checkpoint, read and checked; raises ``ValueError`` naming the file
     and the part on the first problem."""
     version = _check_format(handle, source)
-    _check_structure(json_attribute(handle, "config", source), agent.get_config(), source)
+    saved_config = json_attribute(handle, "config", source)
+    _check_structure(saved_config, agent.get_config(), source)
     return {
+        "memory_schedule": _memory_schedule(saved_config, agent.memory, source),
         "step": read_counter(handle, "step", source),
         "episode": read_counter(handle, "episode", source),
         "rng_state": checked_rng_state(
@@ -274,6 +277,8 @@ def _apply(agent, state: dict[str, Any]) -> None:
     agent.rng.bit_generator.state = state["rng_state"]
     copy_policy_fields(agent.policy, state["policy"])
     copy_policy_fields(agent.test_policy, state["test_policy"])
+    for key, value in state["memory_schedule"].items():
+        setattr(agent.memory, key, value)
     if state["pending_observation"] is not None:
         agent.memory.append_final(state["pending_observation"])
     agent.reset_states()
@@ -283,6 +288,7 @@ def _apply(agent, state: dict[str, Any]) -> None:
 def _check_structure(saved: Any, current: dict, source: str) -> None:
     if not isinstance(saved, dict):
         raise ValueError(f"{source!r}: config: expected a JSON object, got {saved!r}")
+    saved, current = _without_schedules(saved), _without_schedules(current)
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, agent {current.get(key)!r}"
         for key in _STRUCTURE_KEYS
@@ -292,6 +298,42 @@ def _check_structure(saved: Any, current: dict, source: str) -> None:
         raise ValueError(
             f"{source!r} was written by a differently built agent (" + "; ".join(differences) + ")"
         )
+
+
+#: What in a memory's configuration is a schedule rather than structure: a prioritized
+#: memory's importance-sampling exponent, annealed over ``beta_steps``. Like the policies'
+#: schedules, it resumes as the checkpoint saved it, so a run resumed for more steps than it
+#: was started with (which changes ``beta_steps``) goes on as it would have.
+MEMORY_SCHEDULE_KEYS = ("beta", "beta_steps")
+
+
+def _without_schedules(config: dict) -> dict:
+    """``config`` with its memory's ``MEMORY_SCHEDULE_KEYS`` left out."""
+    memory = config.get("memory")
+    if not isinstance(memory, dict):
+        return config
+    kept = {key: value for key, value in memory.items() if key not in MEMORY_SCHEDULE_KEYS}
+    return {**config, "memory": kept}
+
+
+def _memory_schedule(saved: dict, memory, source: str) -> dict[str, Any]:
+    """The memory's schedule (``MEMORY_SCHEDULE_KEYS``) the checkpoint saved, checked as the
+    memory's constructor checks it; empty for a memory without one."""
+    keys = [key for key in MEMORY_SCHEDULE_KEYS if hasattr(memory, key)]
+    saved_memory = saved.get("memory") if isinstance(saved.get("memory"), dict) else {}
+    schedule = {}
+    for key in keys:
+        if key not in saved_memory:
+            continue
+        value = saved_memory[key]
+        try:
+            if key == "beta":
+                schedule[key] = check_float("beta", value, 0.0, 1.0)
+            else:
+                schedule[key] = check_int(key, value, minimum=1)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source!r}: config: memory: {error}") from None
+    return schedule
 
 
 def policy_state(policy: Policy) -> dict[str, Any]:

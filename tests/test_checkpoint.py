@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdqn import DQNAgent, SequentialMemory, build_mlp
+from kerasdqn import DQNAgent, PrioritizedMemory, SequentialMemory, build_mlp
 from kerasdqn.callbacks import Callback
 
 JOB = str(Path(__file__).with_name("resume_job.py"))
@@ -301,3 +301,25 @@ def test_a_format_1_checkpoint_loads_with_every_transition_as_it_was(cartpole):
     assert agent.step == 150
     history = agent.fit(cartpole, nb_steps=30, verbose=0)
     assert agent.step == 180 and history.history["nb_steps"]
+
+
+def prioritized_agent(beta_steps: int, alpha: float = 0.6) -> DQNAgent:
+    keras.utils.set_random_seed(0)
+    memory = PrioritizedMemory(500, alpha=alpha, beta=0.4, beta_steps=beta_steps)
+    agent = DQNAgent(build_mlp((1, 4), 2, (8,)), nb_actions=2, memory=memory, nb_steps_warmup=50)
+    agent.compile(keras.optimizers.Adam(1e-3))
+    return agent
+
+
+def test_a_prioritized_run_resumes_for_more_steps_with_its_saved_beta_schedule(tmp_path):
+    agent = prioritized_agent(beta_steps=300)
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=0)
+    agent.fit(env, nb_steps=300, verbose=0)
+    agent.save_checkpoint(tmp_path / "checkpoint.h5")
+    longer = prioritized_agent(beta_steps=600)  # as kerasdqn train --steps 600 --resume builds
+    longer.load_checkpoint(tmp_path / "checkpoint.h5")
+    assert (longer.memory.beta, longer.memory.beta_steps) == (0.4, 300)
+    assert longer.memory.beta_at(300) == 1.0  # annealed, as at the end of the saved run
+    with pytest.raises(ValueError, match="alpha"):  # how priorities are stored: structure
+        prioritized_agent(beta_steps=300, alpha=0.5).load_checkpoint(tmp_path / "checkpoint.h5")

@@ -3,10 +3,12 @@ and whole runs on a two-CPU Ray started here (solving CartPole, an actor killed 
 checkpoint resumed, the command line)."""
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -356,6 +358,31 @@ def test_command_line_refuses_flags_ape_x_would_ignore_or_cannot_run(
     assert f"kerasdqn train: error: {message}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--resume"], "--resume: set --checkpoint-dir"),
+        (["--resume", "--checkpoint-dir", "no-such-run"], "--resume: .*no-such-run"),
+    ],
+    ids=["no checkpoint dir", "no checkpoint"],
+)
+def test_a_resume_with_nothing_to_resume_fails_before_ray_starts(
+    flags, message, monkeypatch, capsys, tmp_path
+):
+    from kerasdqn import cli
+    from kerasdqn.distributed import training
+
+    def init_ray(address=None):
+        pytest.fail("Ray was started before --resume was checked")
+
+    monkeypatch.setattr(training, "init_ray", init_ray)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "CartPole-v1", "--actors", "2", "--steps", "100", *flags])
+    assert stop.value.code == 2
+    assert re.search(f"kerasdqn train: error: {message}", capsys.readouterr().err)
+
+
 # ------------------------------------------------------------------ on Ray
 
 
@@ -617,8 +644,9 @@ def test_checkpoint_resumes_the_run(ray_here, tmp_path):
         apex.close()
     saved_step, saved_updates = apex.agent.step, apex.learner.updates
     saved_transitions = apex.agent.memory.nb_transitions
-    resumed = cartpole_apex(config)
+    resumed = cartpole_apex(replace(config, steps=6000))  # a longer run than it started as
     resumed.load_checkpoint(tmp_path)
+    assert resumed.agent.memory.beta_steps == 3000  # its schedule goes on as it was saved
     assert resumed.agent.step == saved_step
     assert resumed.learner.updates == saved_updates
     assert resumed.agent.memory.nb_transitions == saved_transitions

@@ -59,12 +59,12 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
     finally:
         env.close()
     prepare_weights_path(args.weights)
-    init_ray(args.ray_address)
     apex = ApeX(
         agent, env_id, nb_actors=args.actors, envs_per_actor=args.envs_per_actor, seed=config.seed
     )
     if args.resume:
-        _resume(apex, args)
+        _resume(apex, args)  # before Ray starts: a wrong checkpoint fails in seconds
+    init_ray(args.ray_address)
     planned = max(0, config.steps - agent.step)
     tensorboard, outcome = TensorBoard(log_dir=args.logdir), Outcome()
     game_scores = GameScoreLogger(log_dir=args.logdir)  # Atari's unclipped scores; else idle
@@ -95,4 +95,6 @@ def _resume(apex: ApeX, args: argparse.Namespace) -> None:
     try:
         apex.load_checkpoint(args.checkpoint_dir)
     except ValueError as error:
-        raise UsageError(f"--resume: {error}") from None
+        raise UsageError(
+            f"--resume: {error}; resume with the settings the run was started with"
+        ) from None
