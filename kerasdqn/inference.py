@@ -23,6 +23,7 @@ noise from its seed generator at every call, which a copy of its weights would n
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 
 import keras
@@ -30,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from threadpoolctl import ThreadpoolController
 
-from kerasdqn.layers import DuelingCombine, NoisyDense, combine_dueling
+from kerasdqn.layers import DuelingCombine, NoisyDense, combine_dueling, noise_kept
 
 #: The largest batch a convolutional network's NumPy evaluator takes; larger batches (a vector
 #: environment's) go through the compiled function.
@@ -355,5 +356,59 @@ def _agrees_with_keras(numpy_function: NumpyQFunction, model: keras.Model) -> bo
         states = rng.integers(0, 256, size=shape, dtype=np.uint8)
     else:
         states = rng.normal(size=shape).astype(np.float32)
-    expected = keras.ops.convert_to_numpy(model(states, training=False))
+    try:
+        expected = keras.ops.convert_to_numpy(model(states, training=False))
+    except _EVALUATION_ERRORS:
+        return False  # Keras cannot run it as it is either: checked_evaluator says why
     return bool(np.allclose(numpy_function(states), expected, rtol=1e-4, atol=1e-5))
+
+
+#: What Keras and TensorFlow raise for a network that cannot run on its input.
+_EVALUATION_ERRORS = (TypeError, ValueError, NotImplementedError, tf.errors.OpError)
+
+
+def checked_evaluator(make: Callable[[], Callable], model: keras.Model) -> Callable:
+    """The evaluator ``make()`` builds for ``model``, evaluated once on a state of zeros shaped
+    as the model's input: a network that cannot run on its own input (a ``uint8`` input
+    straight into a convolution, channels-first convolutions on a CPU without XLA) is refused
+    here with a ``ValueError`` naming ``model``, instead of at the first action, deep inside
+    TensorFlow. The noise this draws from noisy layers is put back."""
+    spec = model.inputs[0]
+    state = np.zeros((1,) + tuple(spec.shape[1:]), dtype=spec.dtype)
+    try:
+        q_function = make()
+        with noise_kept(model):
+            q_function(state)
+    except _EVALUATION_ERRORS as error:
+        raise ValueError(
+            f"model: it cannot be evaluated on a state of its own input ({spec.dtype}, shape "
+            f"{tuple(spec.shape)}): {_what_went_wrong(error)}{_evaluation_hint(error, spec.dtype)}"
+        ) from None
+    return q_function
+
+
+def _what_went_wrong(error: Exception) -> str:
+    """The line of ``error``'s message that says what went wrong, without the traced code,
+    Keras's "Exception encountered when calling ..." preamble or terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    preamble = text.rfind("Exception encountered when calling")
+    if preamble >= 0:
+        text = text[preamble:].partition("\n")[2]
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("in user code", "File "))]
+    line = re.sub(r"^\{\{[^}]*\}\}\s*", "", lines[0] if lines else "")  # TF's node tag
+    return line if len(line) <= 300 else line[:300] + "..."
+
+
+def _evaluation_hint(error: Exception, dtype) -> str:
+    if "NHWC" in str(error):
+        return (
+            "; channels-first convolutions run on a CPU only compiled with XLA "
+            "(jit_compile=True): put Permute((2, 3, 1)) before channels-last ones instead"
+        )
+    if dtype == "uint8":
+        return (
+            "; a uint8 input needs a layer that makes it float before the first Conv2D or "
+            "Dense, e.g. keras.layers.Rescaling(1 / 255), as kerasdqn.networks.nature_cnn has"
+        )
+    return ""

@@ -105,6 +105,31 @@ def model_with_two_outputs():
     return keras.Model(inputs, [keras.layers.Dense(2)(features), keras.layers.Dense(2)(features)])
 
 
+def frames_model_without_float_layer():
+    """keras-rl's Atari network on uint8 frames, without the cast or scaling it needs."""
+    return keras.Sequential(
+        [
+            keras.Input((4, 84, 84), dtype="uint8"),
+            keras.layers.Permute((2, 3, 1)),
+            keras.layers.Conv2D(16, 8, strides=4, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(6),
+        ]
+    )
+
+
+def channels_first_model():
+    """keras-rl's Atari network in its Theano ordering: channels-first convolutions."""
+    return keras.Sequential(
+        [
+            keras.Input((4, 12, 12)),
+            keras.layers.Conv2D(8, 4, strides=2, data_format="channels_first"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
 def memory_with_one_observation():
     memory = SequentialMemory(limit=10)
     memory.append(np.zeros(4, dtype=np.float32), 0, 0.0, False)
@@ -127,6 +152,26 @@ class Case(NamedTuple):
 
 CASES = [
     # ----------------------------------------------------------------- DQNAgent: the model
+    Case(
+        "uint8-frames-into-a-convolution",
+        lambda p: p.agent(
+            model=frames_model_without_float_layer(),
+            nb_actions=6,
+            memory=SequentialMemory(limit=100, window_length=4),
+        ),
+        ValueError,
+        r"\bmodel\b.*uint8.*Rescaling",
+    ),
+    Case(
+        "channels-first-convolutions-without-xla",
+        lambda p: p.agent(
+            model=channels_first_model(),
+            memory=SequentialMemory(limit=100, window_length=4),
+            jit_compile=False,
+        ),
+        ValueError,
+        r"\bmodel\b.*NCHW.*Permute",
+    ),
     Case(
         "model-output-size-differs-from-nb_actions",
         lambda p: p.agent(model=build_mlp((1, 4), 3, (8,)), nb_actions=2),

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from kerasdqn.agents.dqn import DQNAgent
 from kerasdqn.inference import (
     CompiledQFunction,
     NumpyQFunction,
@@ -11,6 +12,7 @@ from kerasdqn.inference import (
     make_q_function,
 )
 from kerasdqn.layers import DuelingCombine
+from kerasdqn.memory import SequentialMemory
 from kerasdqn.networks import nature_cnn
 
 
@@ -166,3 +168,16 @@ def test_the_numpy_copy_changes_only_when_refreshed():
 def test_prefer_numpy_false_always_compiles():
     model = keras.Sequential([keras.Input((1, 2)), keras.layers.Flatten(), keras.layers.Dense(2)])
     assert isinstance(make_q_function(model, prefer_numpy=False), CompiledQFunction)
+
+
+def test_channels_first_convolutions_act_when_compiled_with_xla():
+    # On a CPU, TensorFlow runs them only under XLA; without it the agent refuses the model.
+    from test_bad_input import channels_first_model
+
+    agent = DQNAgent(
+        channels_first_model(),
+        nb_actions=2,
+        memory=SequentialMemory(100, window_length=4),
+        jit_compile=True,
+    )
+    assert agent.compute_q_values(np.zeros((4, 12, 12), np.float32)).shape == (2,)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from kerasdqn import DQNAgent, EpsGreedyQPolicy, GreedyQPolicy, NoisyDense, SequentialMemory
 from kerasdqn.evaluation import EvalCallback
 from kerasdqn.inference import CompiledQFunction, make_q_function
+from kerasdqn.layers import noise_variables
 from kerasdqn.memory import TransitionBatch
 
 NB_INPUTS = 6
@@ -242,6 +243,16 @@ def test_acting_uses_the_compiled_network_and_draws_fresh_noise_each_call():
     assert isinstance(q_function, CompiledQFunction)
     state = np.ones((1, 1, 4), np.float32)
     assert not np.allclose(q_function(state), q_function(state))
+
+
+def test_building_an_agent_leaves_the_noise_as_it_was():
+    # The agent evaluates its network once when it is built (to refuse one that cannot run);
+    # a noisy network's generators are put back after it.
+    model = noisy_model()
+    before = [variable.numpy() for variable in noise_variables(model)]
+    DQNAgent(model, nb_actions=2, memory=SequentialMemory(100), nb_steps_warmup=10)
+    for variable, value in zip(noise_variables(model), before):
+        np.testing.assert_array_equal(variable.numpy(), value)
 
 
 def test_each_gradient_step_draws_fresh_noise():

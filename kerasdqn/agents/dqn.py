@@ -26,7 +26,7 @@ from kerasdqn._env_checks import env_name, shape_matches
 from kerasdqn.agents import td
 from kerasdqn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kerasdqn.core import Agent, Processor
-from kerasdqn.inference import flat_layout, make_q_function, views_of_flat
+from kerasdqn.inference import checked_evaluator, flat_layout, make_q_function, views_of_flat
 from kerasdqn.layers import DUELING_TYPES, DuelingCombine, NoisyDense, dense_like
 from kerasdqn.memory import SequentialMemory, TransitionBatch
 from kerasdqn.policy import EpsGreedyQPolicy, GreedyQPolicy, Policy
@@ -154,7 +154,9 @@ class DQNAgent(Agent):
         self.target_model.set_weights(model.get_weights())
         self._copy_to_target = make_hard_update(self.target_model.weights, model.weights)
         self._input_dtype = np.dtype(model.inputs[0].dtype)
-        self._q_function = self._make_q_function(model, fast_acting)
+        self._q_function = checked_evaluator(
+            lambda: self._make_q_function(model, fast_acting), model
+        )
         self._acting_layout = flat_layout(self._q_function.variables)
 
     # Hooks a distributional agent (``kerasdqn.agents.distributional``) overrides: what the
