@@ -15,14 +15,16 @@ batch 32) with 4 environments in subprocesses: gymnasium's ``AsyncVectorEnv`` fo
 frames stacked in its replay memory), SB3's ``SubprocVecEnv`` of the same environments with
 gymnasium's ``FrameStackObservation``; one gradient step per 4 environment steps again.
 
-Each run is its own single-threaded process (one TensorFlow inter- and intra-op thread, one
-torch thread; the environments' subprocesses aside), kerasdqn and SB3 in alternating pairs.
+Each run is its own process with --threads threads (default one: TensorFlow's inter- and
+intra-op threads, torch's threads; the environments' subprocesses aside), kerasdqn and SB3 in
+alternating pairs.
 A run first trains through the warm-up and 200 learning steps (kerasdqn compiles its training
 call there), then times ``--steps`` more environment steps around the training call alone. The
 table gives medians and the kerasdqn/SB3 ratio.
 
     python benchmarks/bench_vector.py                 # 2 pairs per size, about 10 minutes
     python benchmarks/bench_vector.py --quick         # a smoke run
+    python benchmarks/bench_vector.py --sizes --threads 2 --atari-pairs 2   # Pong only
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def parse_args() -> argparse.Namespace:
         "--sizes", type=int, nargs="*", default=[1, 4, 8, 16], help="CartPole env counts"
     )
     parser.add_argument("--pairs", type=int, default=2, help="kerasdqn/SB3 pairs per size")
+    parser.add_argument("--atari-pairs", type=int, default=1, help="kerasdqn/SB3 Pong pairs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="TensorFlow inter- and intra-op threads and torch threads of every run",
+    )
     parser.add_argument("--steps", type=int, default=10_000, help="timed CartPole env steps")
     parser.add_argument("--warmup", type=int, default=1_000, help="CartPole warm-up env steps")
     parser.add_argument("--atari-steps", type=int, default=1_000, help="timed Atari env steps")
@@ -91,10 +100,24 @@ def timed(train, warmup_steps: int, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def tensorflow_threads(threads: int) -> None:
+    """Import TensorFlow quietly and give it ``threads`` inter-op and intra-op threads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kerasdqn.training import configure_threads
+
+    configure_threads(threads)
+
+
+def torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def kerasdqn_cartpole(args: argparse.Namespace) -> float:
     import gymnasium
 
-    common.single_threaded_tensorflow()
+    tensorflow_threads(args.threads)
     setting = cartpole_setting(args)
     agent = common.kerasdqn_agent(setting, seed=0)
     envs = gymnasium.vector.SyncVectorEnv(
@@ -109,7 +132,7 @@ def sb3_cartpole(args: argparse.Namespace) -> float:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    common.single_threaded_torch()
+    torch_threads(args.threads)
     setting = cartpole_setting(args)
     setting = replace(setting, **sb3_schedule(args.envs))
     envs = make_vec_env(common.ENV_ID, n_envs=args.envs, seed=0, vec_env_cls=DummyVecEnv)
@@ -170,7 +193,7 @@ def kerasdqn_atari(args: argparse.Namespace) -> float:
     from kerasdqn.envs import make_atari
     from kerasdqn.training import build_agent
 
-    common.single_threaded_tensorflow()
+    tensorflow_threads(args.threads)
     keras.utils.set_random_seed(0)
     agent = build_agent(make_atari(ATARI_ID, seed=0), atari_config(args))
     envs = gymnasium.vector.AsyncVectorEnv(atari_envs(args.envs, frame_stack=False))
@@ -184,7 +207,7 @@ def sb3_atari(args: argparse.Namespace) -> float:
     from stable_baselines3 import DQN
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    common.single_threaded_torch()
+    torch_threads(args.threads)
     envs = SubprocVecEnv(atari_envs(args.envs, frame_stack=True))
     total = args.atari_warmup + LEARNING_STEPS_IN_WARMUP + args.atari_steps
     model = DQN(
@@ -235,6 +258,7 @@ def run_pairs(args: argparse.Namespace, game: str, nb_envs: int, pairs: int) -> 
         f"--atari-warmup={args.atari_warmup}",
         f"--game={game}",
         f"--envs={nb_envs}",
+        f"--threads={args.threads}",
     ]
     for index in range(pairs):
         order = ["kerasdqn", "sb3"] if index % 2 == 0 else ["sb3", "kerasdqn"]
@@ -261,8 +285,9 @@ def main() -> None:
         common.report({"rate": rate})
         return
     print(
-        f"env steps/s of training, median of {args.pairs} alternating pair(s), one thread "
-        f"each, {os.cpu_count()} CPU cores; goal kerasdqn >= {GOAL_RATIO}x SB3"
+        f"env steps/s of training, median of {args.pairs} alternating pair(s) "
+        f"({args.atari_pairs} for Pong), {args.threads} thread(s) each, {os.cpu_count()} CPU "
+        f"cores; goal kerasdqn >= {GOAL_RATIO}x SB3"
     )
     print(f"{'run':<22} {'kerasdqn':>10} {'SB3':>10} {'ratio':>9}")
     met = []
@@ -270,7 +295,7 @@ def main() -> None:
         rates = run_pairs(args, "cartpole", nb_envs, args.pairs)
         met.append(print_row(f"CartPole x{nb_envs} (sync)", rates))
     if not args.no_atari:
-        rates = run_pairs(args, "atari", ATARI_ENVS, 1)
+        rates = run_pairs(args, "atari", ATARI_ENVS, args.atari_pairs)
         met.append(print_row(f"Pong x{ATARI_ENVS} (subprocess)", rates))
     print(f"goal met at every size: {all(met)}")
 
