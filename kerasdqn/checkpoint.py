@@ -27,11 +27,10 @@ import h5py
 import numpy as np
 
 from kerasdqn._blocks import row_blocks, rows_per_block
-from kerasdqn._checks import check_float, check_int
 from kerasdqn._files import atomic_path, check_path, check_room_for
 from kerasdqn._version import __version__
 from kerasdqn.layers import noise_variables
-from kerasdqn.memory import upgrade_single_writer_state
+from kerasdqn.memory import PrioritizedMemory, checked_beta_schedule, upgrade_single_writer_state
 from kerasdqn.policy import Policy
 from kerasdqn.weights import (
     check_finite_weights,
@@ -277,8 +276,8 @@ def _apply(agent, state: dict[str, Any]) -> None:
     agent.rng.bit_generator.state = state["rng_state"]
     copy_policy_fields(agent.policy, state["policy"])
     copy_policy_fields(agent.test_policy, state["test_policy"])
-    for key, value in state["memory_schedule"].items():
-        setattr(agent.memory, key, value)
+    if state["memory_schedule"] is not None:
+        agent.memory.beta, agent.memory.beta_steps = state["memory_schedule"]
     if state["pending_observation"] is not None:
         agent.memory.append_final(state["pending_observation"])
     agent.reset_states()
@@ -304,36 +303,32 @@ def _check_structure(saved: Any, current: dict, source: str) -> None:
 #: memory's importance-sampling exponent, annealed over ``beta_steps``. Like the policies'
 #: schedules, it resumes as the checkpoint saved it, so a run resumed for more steps than it
 #: was started with (which changes ``beta_steps``) goes on as it would have.
-MEMORY_SCHEDULE_KEYS = ("beta", "beta_steps")
+_MEMORY_SCHEDULE_KEYS = ("beta", "beta_steps")
 
 
 def _without_schedules(config: dict) -> dict:
-    """``config`` with its memory's ``MEMORY_SCHEDULE_KEYS`` left out."""
+    """``config`` with its memory's ``_MEMORY_SCHEDULE_KEYS`` left out."""
     memory = config.get("memory")
     if not isinstance(memory, dict):
         return config
-    kept = {key: value for key, value in memory.items() if key not in MEMORY_SCHEDULE_KEYS}
+    kept = {key: value for key, value in memory.items() if key not in _MEMORY_SCHEDULE_KEYS}
     return {**config, "memory": kept}
 
 
-def _memory_schedule(saved: dict, memory, source: str) -> dict[str, Any]:
-    """The memory's schedule (``MEMORY_SCHEDULE_KEYS``) the checkpoint saved, checked as the
-    memory's constructor checks it; empty for a memory without one."""
-    keys = [key for key in MEMORY_SCHEDULE_KEYS if hasattr(memory, key)]
+def _memory_schedule(saved: dict, memory, source: str) -> tuple[float, int] | None:
+    """A prioritized memory's ``(beta, beta_steps)`` as the checkpoint saved them, checked as
+    the memory checks them (the memory's own where the file lacks one); None for a memory
+    without that schedule."""
+    if not isinstance(memory, PrioritizedMemory):
+        return None
     saved_memory = saved.get("memory") if isinstance(saved.get("memory"), dict) else {}
-    schedule = {}
-    for key in keys:
-        if key not in saved_memory:
-            continue
-        value = saved_memory[key]
-        try:
-            if key == "beta":
-                schedule[key] = check_float("beta", value, 0.0, 1.0)
-            else:
-                schedule[key] = check_int(key, value, minimum=1)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{source!r}: config: memory: {error}") from None
-    return schedule
+    try:
+        return checked_beta_schedule(
+            saved_memory.get("beta", memory.beta),
+            saved_memory.get("beta_steps", memory.beta_steps),
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source!r}: config: memory: {error}") from None
 
 
 def policy_state(policy: Policy) -> dict[str, Any]:

@@ -619,6 +619,12 @@ class SequentialMemory:
         }
 
 
+def checked_beta_schedule(beta, beta_steps) -> tuple[float, int]:
+    """A prioritized memory's importance-sampling schedule: ``beta`` in [0, 1] and
+    ``beta_steps`` of at least 1, checked, as ``(beta, beta_steps)``."""
+    return check_float("beta", beta, 0.0, 1.0), check_int("beta_steps", beta_steps, minimum=1)
+
+
 class PrioritizedMemory(SequentialMemory):
     """A ``SequentialMemory`` that samples transitions in proportion to their TD errors.
 
@@ -670,8 +676,7 @@ class PrioritizedMemory(SequentialMemory):
         ignore_episode_boundaries: bool = False,
     ) -> None:
         self.alpha = check_float("alpha", alpha, 0.0)
-        self.beta = check_float("beta", beta, 0.0, 1.0)
-        self.beta_steps = check_int("beta_steps", beta_steps, minimum=1)
+        self.beta, self.beta_steps = checked_beta_schedule(beta, beta_steps)
         self.epsilon = check_float("epsilon", epsilon, 0.0, low_open=True)
         super().__init__(limit, window_length, ignore_episode_boundaries)
 
