@@ -9,3 +9,8 @@ class OneEnvironmentExpected(TypeError, ValueError):
     """A gymnasium ``VectorEnv`` given where one environment is played (``test``,
     ``EvalCallback``). The wrong kind of environment (``TypeError``) for an argument's value
     (``ValueError``): ``except`` either catches it."""
+
+
+class ArchitectureMismatch(ValueError):
+    """Weights saved from another network than the one they are loaded into: other layers,
+    or weights of other shapes."""

@@ -49,7 +49,7 @@ from kerasdqn.envs import (
     make_env,
     record_video,
 )
-from kerasdqn.errors import UsageError
+from kerasdqn.errors import ArchitectureMismatch, UsageError
 from kerasdqn.evaluation import EvalCallback
 from kerasdqn.memory import PrioritizedMemory, SequentialMemory, check_fits_in_memory
 from kerasdqn.networks import build_model, frame_stack
@@ -519,7 +519,7 @@ def play(env_id: str, args: argparse.Namespace, video_folder: str | None = None)
 def _architecture_hint(error: ValueError, agent: DQNAgent) -> str:
     """For weights of another network, what must match; '' for other problems (a file that is
     not weights, or a damaged one), whose messages say what they are."""
-    if "architecture" not in str(error):
+    if not isinstance(error, ArchitectureMismatch):
         return ""
     return (
         "; the weights must come from the same network: the same --hidden and --dueling "

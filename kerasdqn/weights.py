@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kerasdqn._files import atomic_path, check_path, check_room_for, check_writable
+from kerasdqn.errors import ArchitectureMismatch
 
 
 def save_model_weights(model: keras.Model, filepath: str | os.PathLike, overwrite: bool = False):
@@ -145,7 +146,7 @@ def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> li
     ]
     layers = [layer for layer in model.layers if _layer_weights(layer)]
     if len(stored) != len(layers):
-        raise ValueError(
+        raise ArchitectureMismatch(
             f"{source!r} holds weights for {len(stored)} layers ({', '.join(stored)}) but the "
             f"model has {len(layers)} layers with weights ({', '.join(l.name for l in layers)}): "
             "it was saved from a different architecture"
@@ -160,13 +161,13 @@ def read_weights_group(group: h5py.Group, model: keras.Model, source: str) -> li
         ]
         weights = _layer_weights(layer)
         if len(arrays) != len(weights):
-            raise ValueError(
+            raise ArchitectureMismatch(
                 f"{source!r}: layer {stored_name!r} has {len(arrays)} weights but model layer "
                 f"{layer.name!r} has {len(weights)}: different architecture"
             )
         for weight, array in zip(weights, arrays):
             if tuple(weight.shape) != array.shape:
-                raise ValueError(
+                raise ArchitectureMismatch(
                     f"{source!r}: weight {weight.name!r} of layer {layer.name!r} has shape "
                     f"{tuple(weight.shape)} in the model but {array.shape} in the file "
                     f"(layer {stored_name!r}): different architecture"
