@@ -100,24 +100,10 @@ def timed(train, warmup_steps: int, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def tensorflow_threads(threads: int) -> None:
-    """Import TensorFlow quietly and give it ``threads`` inter-op and intra-op threads."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from kerasdqn.training import configure_threads
-
-    configure_threads(threads)
-
-
-def torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def kerasdqn_cartpole(args: argparse.Namespace) -> float:
     import gymnasium
 
-    tensorflow_threads(args.threads)
+    common.tensorflow_threads(args.threads)
     setting = cartpole_setting(args)
     agent = common.kerasdqn_agent(setting, seed=0)
     envs = gymnasium.vector.SyncVectorEnv(
@@ -132,7 +118,7 @@ def sb3_cartpole(args: argparse.Namespace) -> float:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    torch_threads(args.threads)
+    common.torch_threads(args.threads)
     setting = cartpole_setting(args)
     setting = replace(setting, **sb3_schedule(args.envs))
     envs = make_vec_env(common.ENV_ID, n_envs=args.envs, seed=0, vec_env_cls=DummyVecEnv)
@@ -193,7 +179,7 @@ def kerasdqn_atari(args: argparse.Namespace) -> float:
     from kerasdqn.envs import make_atari
     from kerasdqn.training import build_agent
 
-    tensorflow_threads(args.threads)
+    common.tensorflow_threads(args.threads)
     keras.utils.set_random_seed(0)
     agent = build_agent(make_atari(ATARI_ID, seed=0), atari_config(args))
     envs = gymnasium.vector.AsyncVectorEnv(atari_envs(args.envs, frame_stack=False))
@@ -207,7 +193,7 @@ def sb3_atari(args: argparse.Namespace) -> float:
     from stable_baselines3 import DQN
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    torch_threads(args.threads)
+    common.torch_threads(args.threads)
     envs = SubprocVecEnv(atari_envs(args.envs, frame_stack=True))
     total = args.atari_warmup + LEARNING_STEPS_IN_WARMUP + args.atari_steps
     model = DQN(

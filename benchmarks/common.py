@@ -106,20 +106,30 @@ SETTINGS = {
 # --------------------------------------------------------------------------- start-up
 
 
-def single_threaded_tensorflow() -> None:
-    """Import TensorFlow quietly and give it one inter-op and one intra-op thread."""
+def tensorflow_threads(threads: int) -> None:
+    """Import TensorFlow quietly and give it ``threads`` inter-op and intra-op threads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+
+
+def torch_threads(threads: int) -> None:
+    """Give PyTorch ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def single_threaded_tensorflow() -> None:
+    """Import TensorFlow quietly and give it one inter-op and one intra-op thread."""
+    tensorflow_threads(1)
 
 
 def single_threaded_torch() -> None:
     """Give PyTorch one thread."""
-    import torch
-
-    torch.set_num_threads(1)
+    torch_threads(1)
 
 
 def make_env(seed: int):
