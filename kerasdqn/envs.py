@@ -305,7 +305,8 @@ class FireOnReset(gymnasium.Wrapper):
         if 0 < lives < self.lives and not (terminated or truncated):
             observation, fire_reward, terminated, truncated, info = self.env.step(1)  # FIRE
             reward += fire_reward
-        self.lives = self.env.unwrapped.ale.lives()
+            lives = self.env.unwrapped.ale.lives()
+        self.lives = lives
         return observation, reward, terminated, truncated, info
 
 
