@@ -106,6 +106,12 @@ def _add_distributed_arguments(train: argparse.ArgumentParser) -> None:
         help="the Ray cluster to join ('auto': the one `ray start` runs on this machine; "
         "default: start Ray here)",
     )
+    distributed.add_argument(
+        "--ordered",
+        action="store_true",
+        help="take the actors' chunks in turn, not as they arrive, so that a seed repeats "
+        "the run (at the pace of the slowest actor)",
+    )
 
 
 def with_preset(parser: argparse.ArgumentParser, argv, args: argparse.Namespace):
@@ -318,6 +324,11 @@ def check_distributed_flags(args: argparse.Namespace, config: DQNConfig) -> None
             )
         if args.ray_address is not None:
             raise UsageError("--ray-address: only used with --actors N (Ape-X on Ray)")
+        if args.ordered:
+            raise UsageError(
+                "--ordered: only used with --actors N (Ape-X on Ray); a run in this process "
+                "repeats with its --seed already"
+            )
     elif config.distributional != "none":
         preset = _preset_sets(args, "distributional")
         raise UsageError(

@@ -23,7 +23,7 @@ from dataclasses import asdict
 import keras
 import numpy as np
 
-from kerasdqn._checks import check_float, check_int
+from kerasdqn._checks import check_bool, check_float, check_int
 from kerasdqn._files import atomic_path
 from kerasdqn._signals import StopRequest
 from kerasdqn.agents.dqn import DQNAgent
@@ -67,6 +67,12 @@ class ApeX:
             is refused when the actors start: Ray would never schedule the ones past it.
         custom_objects: custom layers the network needs, for the actors' copies (a dict of
             names to classes or functions).
+        ordered: take the actors' chunks in the order they were asked for (round robin)
+            instead of as they arrive. The learner then sees the same chunks, trains and
+            publishes at the same points in every run with the same seed, so the run repeats
+            exactly (until an actor is restarted: a restarted actor draws a new seed); the
+            price is waiting for the slowest actor. False (the default) is Ape-X's layout,
+            where which chunk comes first depends on the machines' load.
 
     The agent may not have a ``Processor``: the actors act on the environment's observations
     and rewards as they are (use gymnasium wrappers, or ``make_atari`` for Atari games).
@@ -83,6 +89,7 @@ class ApeX:
         seed: int = 0,
         actor_cpus: float | None = None,
         custom_objects: dict | None = None,
+        ordered: bool = False,
     ) -> None:
         self.learner = Learner(agent)
         _check_no_processor(agent)
@@ -112,6 +119,7 @@ class ApeX:
             else check_float("actor_cpus", actor_cpus, 0.0, low_open=True)
         )
         self.custom_objects = _checked_custom_objects(custom_objects)
+        self.ordered = check_bool("ordered", ordered)
         self.actors: list = []
         self.restarts = 0
         self.weights_version = 0
@@ -252,12 +260,11 @@ class ApeX:
     def _run(self, last_step: int, callback_list, progress, checkpointing, stop) -> None:
         """The driver loop: one outstanding chunk request per actor until ``last_step`` or
         until ``stop`` is requested (Ctrl-C, SIGTERM)."""
-        ray = require_ray()
         checkpoint_dir, interval = checkpointing
         pending = {self._request(index): index for index in range(len(self.actors))}
         self.agent.stop_training = False
         while self.agent.step < last_step and not (stop.requested or self.agent.stop_training):
-            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            ready = self._next_ready(pending)
             index = pending.pop(ready)
             chunk = self._receive(ready, index)
             if chunk is not None:
@@ -276,6 +283,14 @@ class ApeX:
         for index in pending.values():
             self.learner.end_streams(self.settings[index].streams)
         self._pending = list(pending)
+
+    def _next_ready(self, pending: dict) -> object:
+        """The request to handle next: the oldest one if ``ordered`` (requests are kept in
+        the order they were made; ``_receive`` waits for it), else the first one done."""
+        if self.ordered:
+            return next(iter(pending))
+        (ready,), _ = require_ray().wait(list(pending), num_returns=1)
+        return ready
 
     def _receive(self, ref, index: int) -> Chunk | None:
         """The chunk, or None if it was lost with its actor. Ray retries a request whose

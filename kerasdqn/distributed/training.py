@@ -60,7 +60,12 @@ def train(env_id: str, args: argparse.Namespace) -> TrainingResult:
         env.close()
     prepare_weights_path(args.weights)
     apex = ApeX(
-        agent, env_id, nb_actors=args.actors, envs_per_actor=args.envs_per_actor, seed=config.seed
+        agent,
+        env_id,
+        nb_actors=args.actors,
+        envs_per_actor=args.envs_per_actor,
+        seed=config.seed,
+        ordered=args.ordered,
     )
     if args.resume:
         _resume(apex, args)  # before Ray starts: a wrong checkpoint fails in seconds
