@@ -4,8 +4,9 @@ Measures, side by side in one run:
   1. acting: environment steps/s reaching the learner with 1, 2 and 4 actors (the learner
      only stores, it does not train), and one actor's cost per step without Ray;
   2. the learner's costs: storing one transition, one gradient step (updates/s);
-  3. a training run with 2 actors against plain ``fit`` in one process, same settings:
-     env steps/s, and the weight-publishing lag (gradient steps and seconds from a
+  3. a training run with 2 actors, taking chunks as they arrive and in turn (``ordered``),
+     against plain ``fit`` in one process, same settings: env steps/s, and the weight-publishing
+     lag (gradient steps and seconds from a
      publication to the first chunk acting on it);
 then extrapolates from the measured per-actor and per-update costs to a 64-core cluster.
 
@@ -37,10 +38,10 @@ def config(steps: int, warmup: int) -> DQNConfig:
     return DQNConfig(steps=steps, hidden=(64, 64), warmup=warmup, memory=100_000)
 
 
-def apex_for(nb_actors: int, settings: DQNConfig) -> ApeX:
+def apex_for(nb_actors: int, settings: DQNConfig, ordered: bool = False) -> ApeX:
     keras.utils.set_random_seed(0)
     agent = build_apex_agent(gymnasium.make(ENV), settings)
-    return ApeX(agent, ENV, nb_actors=nb_actors)
+    return ApeX(agent, ENV, nb_actors=nb_actors, ordered=ordered)
 
 
 def acting_rate(nb_actors: int, steps: int) -> float:
@@ -84,24 +85,37 @@ def learner_costs(transitions: int, updates: int) -> tuple[float, float]:
     return ingest, (time.perf_counter() - start) / updates
 
 
-def training_runs(steps: int) -> dict:
-    """Env steps/s of a training run with 2 actors and of ``fit`` in one process."""
-    settings = config(steps, warmup=1_000)
-    apex = apex_for(2, settings)
+def apex_training(settings: DQNConfig, ordered: bool) -> tuple[float, ApeX]:
+    """Env steps/s of a training run with 2 actors, and its ``ApeX``."""
+    apex = apex_for(2, settings, ordered)
     try:
         apex.start_actors()
         start = time.perf_counter()
-        apex.fit(steps)
-        apex_rate = apex.agent.step / (time.perf_counter() - start)
+        apex.fit(settings.steps)
+        return apex.agent.step / (time.perf_counter() - start), apex
     finally:
         apex.close()
+
+
+def training_runs(steps: int) -> dict:
+    """Env steps/s of a training run with 2 actors (chunks as they arrive, and in turn) and
+    of ``fit`` in one process."""
+    settings = config(steps, warmup=1_000)
+    apex_rate, apex = apex_training(settings, ordered=False)
+    ordered_rate, _ = apex_training(settings, ordered=True)
     keras.utils.set_random_seed(0)
     env = gymnasium.make(ENV)
     agent = build_apex_agent(env, settings)
     start = time.perf_counter()
     agent.fit(env, nb_steps=steps, verbose=0)
     fit_rate = steps / (time.perf_counter() - start)
-    return {"apex": apex_rate, "fit": fit_rate, "stats": apex.stats, "ratio": apex.learner.ratio}
+    return {
+        "apex": apex_rate,
+        "ordered": ordered_rate,
+        "fit": fit_rate,
+        "stats": apex.stats,
+        "ratio": apex.learner.ratio,
+    }
 
 
 def extrapolate(actor_cost: float, ingest: float, update: float, ratio: float) -> None:
@@ -148,6 +162,10 @@ def main() -> None:
     stats = runs["stats"]
     print(f"\nTraining {args.train_steps} steps, ratio {runs['ratio']:g} gradient steps/env step:")
     print(f"  Ape-X, 2 actors: {runs['apex']:.0f} env steps/s")
+    print(
+        f"  Ape-X, 2 actors, ordered: {runs['ordered']:.0f} env steps/s "
+        f"({runs['ordered'] / runs['apex']:.2f}x as they arrive)"
+    )
     print(f"  fit, one process: {runs['fit']:.0f} env steps/s")
     print(f"  ratio Ape-X / fit: {runs['apex'] / runs['fit']:.2f}")
     print(
