@@ -170,12 +170,14 @@ class NumpyQFunction:
 
 
 def _flat_reader(variables: list) -> Callable[[], tf.Tensor]:
-    """A TensorFlow function returning ``variables`` flattened and concatenated in order."""
+    """A TensorFlow function returning ``variables`` flattened and concatenated in order,
+    traced here: as a concrete function, the readers of several agents in one process do
+    not count as retracings of one function (TensorFlow warns about those)."""
 
     def read_flat():
         return tf.concat([tf.reshape(variable, [-1]) for variable in variables], 0)
 
-    return tf.function(read_flat, autograph=False)
+    return tf.function(read_flat, autograph=False).get_concrete_function()
 
 
 def flat_layout(variables: list) -> list[tuple[tuple[int, ...], int, int]]:

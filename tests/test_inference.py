@@ -147,6 +147,15 @@ def test_the_numpy_copy_is_a_snapshot_that_updates_in_place_do_not_reach(network
     np.testing.assert_allclose(q_function(x), keras_q(model, x), rtol=1e-5, atol=1e-5)
 
 
+def test_numpy_copies_of_several_networks_log_no_retracing_warning(caplog):
+    # An agent's NumPy copy reads its weights through a TensorFlow function; built per agent,
+    # a run that builds several agents must not look like one function traced over and over.
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for _ in range(8):
+            NumpyQFunction(one_variable_network()).refresh()
+    assert not [record for record in caplog.records if "retracing" in record.getMessage()]
+
+
 def test_a_layer_numpy_would_get_wrong_is_refused():
     dilated = keras.Sequential(
         [keras.Input((7, 7, 1)), keras.layers.Conv2D(2, 2, dilation_rate=2), keras.layers.Flatten()]
