@@ -1,7 +1,8 @@
 """``ApeX``: N Ray actors feeding one learner's prioritized replay (Horgan et al., 2018).
 
 The driver process is the learner. It keeps one chunk request outstanding per actor and
-handles whichever chunk arrives first (``ray.wait``): store it, train what the ratio owes,
+handles whichever chunk arrives first (``ray.wait``; with ``ordered=True``, the oldest
+request's chunk, so that a run repeats): store it, train what the ratio owes,
 publish the weights through Ray's object store every ``publish_interval`` gradient steps, ask
 that actor for its next chunk. Actors are started with ``max_restarts=-1`` and
 ``max_task_retries=-1``: one that dies is restarted by Ray, which runs the chunk request again
@@ -69,10 +70,13 @@ class ApeX:
             names to classes or functions).
         ordered: take the actors' chunks in the order they were asked for (round robin)
             instead of as they arrive. The learner then sees the same chunks, trains and
-            publishes at the same points in every run with the same seed, so the run repeats
-            exactly (until an actor is restarted: a restarted actor draws a new seed); the
-            price is waiting for the slowest actor. False (the default) is Ape-X's layout,
-            where which chunk comes first depends on the machines' load.
+            publishes at the same points in every run with the same seeds (``seed`` here,
+            and Keras's global seed, ``keras.utils.set_random_seed``, set before the agent is
+            built), so on the same machines the run repeats exactly, until an actor is
+            restarted (a restarted actor draws a new seed). The price is waiting for the
+            slowest actor: one that stalls stalls the run. False (the default) is Ape-X's
+            layout, where which chunk comes first depends on the machines' load. It is not
+            saved in checkpoints: a resumed run takes chunks as this ``ApeX`` says.
 
     The agent may not have a ``Processor``: the actors act on the environment's observations
     and rewards as they are (use gymnasium wrappers, or ``make_atari`` for Atari games).
