@@ -5,9 +5,9 @@ Measures, side by side in one run:
      only stores, it does not train), and one actor's cost per step without Ray;
   2. the learner's costs: storing one transition, one gradient step (updates/s);
   3. a training run with 2 actors, taking chunks as they arrive and in turn (``ordered``),
-     against plain ``fit`` in one process, same settings: env steps/s, and the weight-publishing
-     lag (gradient steps and seconds from a
-     publication to the first chunk acting on it);
+     against plain ``fit`` in one process, same settings: env steps/s, and the
+     weight-publishing lag (gradient steps and seconds from a publication to the first chunk
+     acting on it);
 then extrapolates from the measured per-actor and per-update costs to a 64-core cluster.
 
     nice -n 5 python benchmarks/bench_distributed.py
